@@ -1,0 +1,670 @@
+//! `dragnet`: the one command-line binary. Thin: it parses arguments and calls the crates.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use dragnet_rules::compile::{
+    compile_args, source_options, CompileConfig, CompileSection, Manifest, SourceArg,
+};
+use dragnet_rules::snapshot::{hex, write_snapshot};
+use dragnet_rules::{Call, Compiler, Engine, Fact, Match, Number, Report, Scratch, Verdict};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dragnet",
+    version,
+    about = "Carrier-grade interception gateway against telecom and online fraud"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Check facts against the embedded example rule set (examples/rules), or a snapshot with --rules.
+    Check(CheckArgs),
+    /// Compile, inspect, check and compare rule sets.
+    #[command(subcommand)]
+    Rules(RulesCmd),
+    /// The simulator: synthetic rule sets (and, later, traffic with ground truth).
+    #[command(subcommand)]
+    Sim(SimCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCmd {
+    /// Validate, lint and compile rule sources into one snapshot file.
+    Compile {
+        /// Manifests (`rules.toml`) and rule files (`FORMAT:PATH`, or a path whose extension tells
+        /// the format: .csv .domains .hosts .adblock .rpz .urls .keywords).
+        #[arg(required = true)]
+        sources: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        opts: CompileOpts,
+        /// Rule-set version (monotonic); default: the manifest's `version`, else the current unix time.
+        #[arg(long = "ruleset-version")]
+        ruleset_version: Option<u64>,
+    },
+    /// Validate and lint rule sources without writing a snapshot.
+    Lint {
+        #[arg(required = true)]
+        sources: Vec<String>,
+        #[command(flatten)]
+        opts: CompileOpts,
+    },
+    /// Show a snapshot's header, counts and sections (and how long it took to load).
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check facts against a snapshot and print each verdict with its reason.
+    Check {
+        file: PathBuf,
+        #[command(flatten)]
+        facts: Facts,
+    },
+    /// Compare two snapshots: entries added, removed and changed.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// How many entries of each kind of change to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct CompileOpts {
+    /// Skip bad lines (each is reported) instead of refusing the rule set.
+    #[arg(long)]
+    lenient: bool,
+    /// Country calling code for national numbers (default 86, or the manifest's).
+    #[arg(long)]
+    default_country: Option<u16>,
+    /// Shortest number prefix accepted, in digits including the country code.
+    #[arg(long)]
+    min_prefix_digits: Option<u8>,
+    /// Add a protected number (repeatable); emergency numbers are always protected.
+    #[arg(long = "protected")]
+    protected: Vec<String>,
+    /// Unix time used to drop expired rules (default: now).
+    #[arg(long)]
+    now: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+struct Facts {
+    /// A number checked on both sides of a call (caller, then callee).
+    #[arg(long)]
+    number: Vec<String>,
+    #[arg(long)]
+    caller: Option<String>,
+    #[arg(long)]
+    callee: Option<String>,
+    /// Ingress trunk name for --caller/--callee.
+    #[arg(long, default_value = "")]
+    trunk: String,
+    /// The call arrives on an international trunk.
+    #[arg(long)]
+    international: bool,
+    #[arg(long)]
+    domain: Vec<String>,
+    #[arg(long)]
+    url: Vec<String>,
+    #[arg(long)]
+    message: Vec<String>,
+    /// Unix time for expiry checks (default: now).
+    #[arg(long)]
+    now: Option<u64>,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// A compiled snapshot to use instead of the embedded example rule set.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    #[command(flatten)]
+    facts: Facts,
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCmd {
+    /// Write a deterministic synthetic rule set (sources + rules.toml + truth.json) to a directory.
+    GenRules {
+        #[arg(long, default_value_t = 10_000)]
+        numbers: usize,
+        #[arg(long, default_value_t = 100)]
+        prefixes: usize,
+        #[arg(long, default_value_t = 10_000)]
+        domains: usize,
+        #[arg(long, default_value_t = 1_000)]
+        urls: usize,
+        #[arg(long, default_value_t = 100)]
+        keywords: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Check(a) => {
+            let engine = match &a.rules {
+                Some(p) => Engine::load(p)?,
+                None => embedded_engine()?,
+            };
+            check(&engine, &a.facts)
+        }
+        Cmd::Rules(r) => rules(r),
+        Cmd::Sim(SimCmd::GenRules {
+            numbers,
+            prefixes,
+            domains,
+            urls,
+            keywords,
+            seed,
+            out,
+        }) => {
+            let spec = dragnet_simulator::rulegen::GenSpec {
+                numbers,
+                prefixes,
+                domains,
+                urls,
+                keywords,
+                seed,
+            };
+            let t = Instant::now();
+            let summary = dragnet_simulator::rulegen::write_dir(&spec, &out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("{summary}");
+            println!("wrote {} in {:.2?}", out.display(), t.elapsed());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn base_config(o: &CompileOpts) -> CompileConfig {
+    CompileConfig {
+        now: o.now.unwrap_or_else(unix_now),
+        ..CompileConfig::default()
+    }
+}
+
+/// Compile command-line sources; flags override the manifests' `[compile]` settings.
+fn compile_with(
+    sources: &[String],
+    o: &CompileOpts,
+) -> Result<(dragnet_rules::snapshot::Tables, Report, Option<u64>)> {
+    let args = sources
+        .iter()
+        .map(|s| SourceArg::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let overrides = Manifest {
+        compile: CompileSection {
+            default_country: o.default_country,
+            min_prefix_digits: o.min_prefix_digits,
+            extra_protected: o.protected.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Ok(compile_args(&args, base_config(o), &overrides, o.lenient)?)
+}
+
+fn print_report(r: &Report) {
+    let c = &r.counts;
+    eprintln!(
+        "read {} rules, compiled {} (numbers {}, prefixes {}, domains {}, urls {}, keywords {}); {} duplicates dropped, {} conflicts, {} expired, {} lines skipped, {} notes",
+        r.rules_read, r.rules_compiled, c.numbers, c.prefixes, c.domains, c.urls, c.keywords, r.duplicates, r.conflicts, r.expired, r.skipped.len(), r.notes.len()
+    );
+    for s in &r.skipped {
+        eprintln!("skipped {s}");
+    }
+    for n in r.notes.iter().take(20) {
+        eprintln!("note {n}");
+    }
+    if r.notes.len() > 20 {
+        eprintln!("note … {} more notes", r.notes.len() - 20);
+    }
+    for f in &r.findings {
+        eprintln!("lint {f}");
+    }
+    for b in &r.blast {
+        eprintln!("blast radius: {b}");
+    }
+}
+
+fn rules(cmd: RulesCmd) -> Result<ExitCode> {
+    match cmd {
+        RulesCmd::Compile {
+            sources,
+            output,
+            opts,
+            ruleset_version,
+        } => {
+            let t0 = Instant::now();
+            let (tables, report, mver) = compile_with(&sources, &opts)?;
+            print_report(&report);
+            let version = ruleset_version.or(mver).unwrap_or_else(unix_now);
+            let created = std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(unix_now);
+            let image = write_snapshot(&tables, version, created)?;
+            let tmp = output.with_extension("tmp");
+            std::fs::write(&tmp, &image).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &output)
+                .with_context(|| format!("renaming to {}", output.display()))?;
+            eprintln!(
+                "wrote {} ({} bytes, version {version}) in {:.2?}",
+                output.display(),
+                image.len(),
+                t0.elapsed()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Lint { sources, opts } => {
+            let (_, report, _) = compile_with(&sources, &opts)?;
+            print_report(&report);
+            if report.skipped.is_empty() {
+                println!("ok");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "{} bad lines (skipped with --lenient)",
+                    report.skipped.len()
+                );
+                Ok(ExitCode::from(2))
+            }
+        }
+        RulesCmd::Inspect { file, json } => inspect(&file, json),
+        RulesCmd::Check { file, facts } => {
+            let e = Engine::load(&file)?;
+            check(&e, &facts)
+        }
+        RulesCmd::Diff { old, new, limit } => diff(&old, &new, limit),
+    }
+}
+
+fn inspect(file: &PathBuf, json: bool) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let e = Engine::load(file)?;
+    let load = t0.elapsed();
+    let h = e.header();
+    let m = e.meta();
+    let t = e.tables();
+    let size = std::fs::metadata(file)?.len();
+    let filter_bytes =
+        t.numbers.filter.size_bytes() + t.domains.filter.size_bytes() + t.urls.filter.size_bytes();
+    let keyed = t.numbers.keys.len() + t.domains.keys.len() + t.urls.keys.len();
+    let v = serde_json::json!({
+        "file": file.display().to_string(),
+        "format_version": h.format_version,
+        "ruleset_version": h.ruleset_version,
+        "created": h.created,
+        "size_bytes": size,
+        "body_sha256": hex(&h.body_sha256),
+        "signed": h.is_signed(),
+        "load_ms": load.as_secs_f64() * 1e3,
+        "counts": m.counts,
+        "categories": m.categories,
+        "sources": m.sources,
+        "scopes": m.scopes,
+        "protected": m.protected,
+        "policies": m.policies.len(),
+        "filter_bits_per_key": if keyed > 0 { filter_bytes as f64 * 8.0 / keyed as f64 } else { 0.0 },
+        "source_files": m.source_files,
+        "plan": m.plan,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("snapshot      {}", file.display());
+        println!(
+            "format        {} (rule-set version {}, created {})",
+            h.format_version, h.ruleset_version, h.created
+        );
+        println!(
+            "size          {size} bytes, body SHA-256 {}",
+            hex(&h.body_sha256)
+        );
+        println!(
+            "signature     {}",
+            if h.is_signed() { "present" } else { "none" }
+        );
+        println!(
+            "loaded in     {:.1} ms (verified and validated)",
+            load.as_secs_f64() * 1e3
+        );
+        let c = &m.counts;
+        println!(
+            "rules         {} (numbers {}, prefixes {}, domains {}, urls {}, keywords {})",
+            c.rules, c.numbers, c.prefixes, c.domains, c.urls, c.keywords
+        );
+        println!(
+            "filters       {filter_bytes} bytes, {:.2} bits per key",
+            if keyed > 0 {
+                filter_bytes as f64 * 8.0 / keyed as f64
+            } else {
+                0.0
+            }
+        );
+        println!("categories    {}", m.categories.join(", "));
+        println!("sources       {}", m.sources.join(", "));
+        if !m.scopes.is_empty() {
+            println!("ingress scopes {}", m.scopes.join(", "));
+        }
+        println!("protected     {}", m.protected.join(" "));
+        println!(
+            "numbering     +{} (trunk prefix '{}', international prefix '{}')",
+            m.plan.country_code, m.plan.trunk_prefix, m.plan.international_prefix
+        );
+        for s in &m.source_files {
+            println!(
+                "from          {} ({}, {} rules, sha256 {})",
+                s.path,
+                s.format,
+                s.rules,
+                &s.sha256[..16.min(s.sha256.len())]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verdict_json(
+    e: &Engine,
+    fact: &str,
+    input: &str,
+    v: Verdict,
+    matches: &[Match],
+) -> serde_json::Value {
+    let rule = v.rule.and_then(|r| e.rule_info(r));
+    serde_json::json!({
+        "fact": fact,
+        "input": input,
+        "action": v.action.as_str(),
+        "protected": v.protected,
+        "decided_by": v.fact.as_str(),
+        "rule": rule.as_ref().map(|i| serde_json::json!({
+            "id": i.id, "kind": i.kind.as_str(), "category": i.category, "source": i.source,
+            "direction": i.direction.as_str(), "ingress": i.ingress, "expires": i.expires, "line": i.line,
+        })),
+        "matches": matches.iter().map(|m| serde_json::json!({
+            "pattern": m.pattern, "action": m.action.as_str(), "fact": m.fact.as_str(),
+            "rule": e.rule_info(m.rule).map(|i| i.id),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_verdict(e: &Engine, json: bool, fact: &str, input: &str, v: Verdict, matches: &[Match]) {
+    if json {
+        println!("{}", verdict_json(e, fact, input, v, matches));
+        return;
+    }
+    let mut line = format!("{fact} {input}: {}", v.action.as_str().to_uppercase());
+    if v.protected {
+        line.push_str(" (protected number: never blocked)");
+    }
+    if let Some(i) = v.rule.and_then(|r| e.rule_info(r)) {
+        let win = matches
+            .iter()
+            .find(|m| Some(m.rule) == v.rule)
+            .map(|m| m.pattern.as_str())
+            .unwrap_or("");
+        line.push_str(&format!(
+            " by rule {} ({} {win} on {}; category {}, list {}{})",
+            i.id,
+            i.kind,
+            v.fact.as_str(),
+            i.category,
+            i.source,
+            i.ingress
+                .map(|g| format!(", ingress {g}"))
+                .unwrap_or_default()
+        ));
+    } else if !v.protected {
+        line.push_str(" (no rule matched)");
+    }
+    println!("{line}");
+    for m in matches.iter().filter(|m| Some(m.rule) != v.rule) {
+        if let Some(i) = e.rule_info(m.rule) {
+            println!(
+                "  also matched: {} {} ({}, rule {})",
+                m.fact.as_str(),
+                m.pattern,
+                m.action,
+                i.id
+            );
+        }
+    }
+}
+
+fn parse_num(e: &Engine, s: &str) -> Result<Number> {
+    Number::parse(s, e.plan()).map_err(|err| anyhow::anyhow!("'{s}' is not a phone number: {err}"))
+}
+
+fn check(e: &Engine, f: &Facts) -> Result<ExitCode> {
+    let now = f.now.unwrap_or_else(unix_now);
+    let mut any = false;
+    for n in &f.number {
+        any = true;
+        let num = parse_num(e, n)?;
+        for (side, fact) in [("caller", Fact::Caller), ("callee", Fact::Callee)] {
+            let call = match fact {
+                Fact::Caller => Call {
+                    caller: Some(num),
+                    callee: None,
+                    trunk: &f.trunk,
+                    international: f.international,
+                },
+                _ => Call {
+                    caller: None,
+                    callee: Some(num),
+                    trunk: &f.trunk,
+                    international: f.international,
+                },
+            };
+            let (v, m) = e.explain_call(&call, now);
+            print_verdict(
+                e,
+                f.json,
+                &format!("number as {side}"),
+                &num.to_string(),
+                v,
+                &m,
+            );
+        }
+    }
+    if f.caller.is_some() || f.callee.is_some() {
+        any = true;
+        let caller = f.caller.as_deref().map(|s| parse_num(e, s)).transpose()?;
+        let callee = f.callee.as_deref().map(|s| parse_num(e, s)).transpose()?;
+        let call = Call {
+            caller,
+            callee,
+            trunk: &f.trunk,
+            international: f.international,
+        };
+        let (v, m) = e.explain_call(&call, now);
+        let show = |n: Option<Number>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+        print_verdict(
+            e,
+            f.json,
+            "call",
+            &format!("{} -> {}", show(caller), show(callee)),
+            v,
+            &m,
+        );
+    }
+    for d in &f.domain {
+        any = true;
+        let (v, m) = e.explain_domain(d.as_bytes(), now);
+        print_verdict(e, f.json, "domain", d, v, &m);
+    }
+    for u in &f.url {
+        any = true;
+        let (v, m) = e.explain_url(u.as_bytes(), now);
+        print_verdict(e, f.json, "url", u, v, &m);
+    }
+    let mut scratch = Scratch::new();
+    for t in &f.message {
+        any = true;
+        let (v, m) = e.explain_message(t, now);
+        debug_assert_eq!(v, e.check_message(t, now, &mut scratch));
+        print_verdict(e, f.json, "message", t, v, &m);
+    }
+    if !any {
+        bail!("nothing to check: give --number, --caller/--callee, --domain, --url or --message");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entries(e: &Engine) -> BTreeMap<(String, String), String> {
+    let mut m = BTreeMap::new();
+    e.for_each_entry(|kind, pat, r| {
+        let what = e
+            .rule_info(r)
+            .map(|i| {
+                format!(
+                    "{} {} dir={}{}",
+                    i.action,
+                    i.category,
+                    i.direction.as_str(),
+                    i.ingress
+                        .map(|g| format!(" ingress={g}"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        m.entry((kind.to_string(), pat.to_string()))
+            .and_modify(|v: &mut String| {
+                v.push_str(" | ");
+                v.push_str(&what);
+            })
+            .or_insert(what);
+    });
+    m
+}
+
+fn diff(old: &PathBuf, new: &PathBuf, limit: usize) -> Result<ExitCode> {
+    let (a, b) = (Engine::load(old)?, Engine::load(new)?);
+    let (ea, eb) = (entries(&a), entries(&b));
+    let added: Vec<_> = eb.iter().filter(|(k, _)| !ea.contains_key(*k)).collect();
+    let removed: Vec<_> = ea.iter().filter(|(k, _)| !eb.contains_key(*k)).collect();
+    let changed: Vec<_> = eb
+        .iter()
+        .filter_map(|(k, v)| ea.get(k).filter(|o| *o != v).map(|o| (k, o, v)))
+        .collect();
+    println!(
+        "old version {} ({} entries) → new version {} ({} entries)",
+        a.version(),
+        ea.len(),
+        b.version(),
+        eb.len()
+    );
+    if b.version() <= a.version() {
+        println!(
+            "warning: the new version is not greater than the old one: gateways will refuse it"
+        );
+    }
+    println!(
+        "added {}, removed {}, changed {}",
+        added.len(),
+        removed.len(),
+        changed.len()
+    );
+    for ((k, p), v) in added.iter().take(limit) {
+        println!("+ {k} {p}: {v}");
+    }
+    for ((k, p), v) in removed.iter().take(limit) {
+        println!("- {k} {p}: {v}");
+    }
+    for ((k, p), o, v) in changed.iter().take(limit) {
+        println!("~ {k} {p}: {o} → {v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The example rule set in examples/rules, built into the binary so that `dragnet check` works on
+/// a fresh machine with no files.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("rules.toml", include_str!("../examples/rules/rules.toml")),
+    ("numbers.csv", include_str!("../examples/rules/numbers.csv")),
+    (
+        "allow-numbers.csv",
+        include_str!("../examples/rules/allow-numbers.csv"),
+    ),
+    (
+        "scam.domains",
+        include_str!("../examples/rules/scam.domains"),
+    ),
+    (
+        "malware.hosts",
+        include_str!("../examples/rules/malware.hosts"),
+    ),
+    (
+        "phishing.adblock",
+        include_str!("../examples/rules/phishing.adblock"),
+    ),
+    ("carrier.rpz", include_str!("../examples/rules/carrier.rpz")),
+    (
+        "phishing.urls",
+        include_str!("../examples/rules/phishing.urls"),
+    ),
+    (
+        "fraud.keywords",
+        include_str!("../examples/rules/fraud.keywords"),
+    ),
+];
+
+fn embedded_engine() -> Result<Engine> {
+    let manifest_text = EMBEDDED[0].1;
+    let m = Manifest::parse(manifest_text, "examples/rules/rules.toml")?;
+    let mut cfg = CompileConfig {
+        now: unix_now(),
+        ..CompileConfig::default()
+    };
+    m.apply(&mut cfg, "examples/rules/rules.toml")?;
+    let mut c = Compiler::new(cfg, false);
+    for e in &m.source {
+        let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == e.path) else {
+            bail!("embedded rule set lacks {}", e.path);
+        };
+        let label = format!("examples/rules/{}", e.path);
+        let opts = source_options(Some(e), &label, None, false)?;
+        c.add_text(text, &label, &opts)?;
+    }
+    let (t, _) = c.finish()?;
+    let image = write_snapshot(&t, m.version.unwrap_or(1), 0)?;
+    Ok(Engine::from_bytes(&image)?)
+}
