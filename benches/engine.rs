@@ -217,10 +217,74 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    prefix_trie_vs_automaton(c, &f.misses);
+
     let mut g = c.benchmark_group("compile");
     g.sample_size(10);
     g.bench_function("1e5_numbers", |b| {
         b.iter(|| black_box(build_image(100_000, 0).0.len()))
+    });
+    g.finish();
+}
+
+/// The design question of rules/DESIGN.md: number prefixes in a digit trie (what the engine
+/// does) or an anchored Aho-Corasick automaton (the alternative the issue names). 10⁴ prefixes of
+/// 6–9 digits; queries are clean numbers, so both walk as deep as the data lets them.
+fn prefix_trie_vs_automaton(c: &mut Criterion, numbers: &[Number]) {
+    use aho_corasick::{AhoCorasick, Anchored, Input, MatchKind, StartKind};
+    let mut r = Rng(7);
+    let mut csv = String::from("number,kind,action,direction\n");
+    let mut pats = Vec::new();
+    for _ in 0..10_000 {
+        let len = 4 + (r.next() % 4) as usize;
+        let tail = r.next() % 10u64.pow(len as u32);
+        let p = format!("861{}{tail:0len$}", [3, 5, 8][(r.next() % 3) as usize]);
+        let _ = writeln!(csv, "+{p},prefix,tag,caller");
+        pats.push(p);
+    }
+    let cfg = CompileConfig {
+        now: 1,
+        ..CompileConfig::default()
+    };
+    let mut comp = Compiler::new(cfg, false);
+    let o = source_options(None, "p.csv", Some(Format::NumbersCsv), false).expect("options");
+    comp.add_text(&csv, "p.csv", &o).expect("prefixes");
+    let (t, _) = comp.finish().expect("compile");
+    let e = Engine::from_bytes(&write_snapshot(&t, 1, 1).expect("write")).expect("load");
+    let ac = AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        .start_kind(StartKind::Anchored)
+        .build(&pats)
+        .expect("automaton");
+    let digits: Vec<[u8; 20]> = numbers
+        .iter()
+        .take(1 << 16)
+        .map(|n| {
+            let mut b = [0u8; 20];
+            let d = n.digits(&mut [0u8; 20]).to_vec();
+            b[..d.len()].copy_from_slice(&d);
+            b
+        })
+        .collect();
+    let lens: Vec<usize> = numbers
+        .iter()
+        .take(1 << 16)
+        .map(|n| n.digit_count() as usize)
+        .collect();
+    let mut g = c.benchmark_group("prefix_1e4");
+    let mut i = 0usize;
+    g.bench_function("digit_trie_engine", |b| {
+        b.iter(|| {
+            i = (i + 1) & ((1 << 16) - 1);
+            black_box(e.check_number(numbers[i], Fact::Caller, 2))
+        })
+    });
+    g.bench_function("aho_corasick_anchored", |b| {
+        b.iter(|| {
+            i = (i + 1) & ((1 << 16) - 1);
+            let input = Input::new(&digits[i][..lens[i]]).anchored(Anchored::Yes);
+            black_box(ac.find(input))
+        })
     });
     g.finish();
 }

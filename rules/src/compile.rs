@@ -780,11 +780,15 @@ fn blast_radius(rules: &[Norm], policies: &[Policy]) -> Vec<String> {
     let mut pre: Vec<(u8, String, Action)> = rules
         .iter()
         .filter_map(|r| match &r.pattern {
-            Pattern::Prefix(p) => Some((
-                p.digit_count(),
-                p.to_string(),
-                policies[r.policy as usize].action,
-            )),
+            Pattern::Prefix(p) => {
+                let pol = &policies[r.policy as usize];
+                let scope = if pol.scope > 0 {
+                    " on its ingress scope only"
+                } else {
+                    ""
+                };
+                Some((p.digit_count(), format!("{p}{scope}"), pol.action))
+            }
             _ => None,
         })
         .filter(|x| x.2 != Action::Allow)
