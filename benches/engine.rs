@@ -148,6 +148,13 @@ fn bench(c: &mut Criterion) {
             black_box(e.check_number(f.misses[i], Fact::Callee, 2))
         })
     });
+    g.bench_function("filter_only_negative", |b| {
+        let filter = &e.tables().numbers.filter;
+        b.iter(|| {
+            i = (i + 1) & (QUERIES - 1);
+            black_box(filter.may_contain(f.misses[i].key()))
+        })
+    });
     g.bench_function("number_positive", |b| {
         b.iter(|| {
             i = (i + 1) & (QUERIES - 1);

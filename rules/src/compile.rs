@@ -15,7 +15,8 @@ use crate::hash::key_of;
 use crate::number::{Number, NumberPlan, Prefix};
 use crate::rule::{Action, Direction, Kind, RuleSpec};
 use crate::snapshot::{
-    hex, Counts, KeyTable, Meta, PlanMeta, Policy, SourceFile, StrTable, Tables, TRIE_STRIDE,
+    build_directory, hex, number_hash, Counts, KeyTable, Meta, PlanMeta, Policy, SourceFile,
+    StrTable, Tables, TRIE_STRIDE,
 };
 use crate::url::rule_expression;
 use serde::Deserialize;
@@ -680,8 +681,9 @@ impl Compiler {
                 Pattern::Keyword(k) => keywords.push((k.clone(), i)),
             }
         }
-        nums.sort_unstable();
+        nums.sort_unstable_by_key(|&(k, r)| (number_hash(k), k, r));
         let numbers = KeyTable {
+            dir: build_directory(nums.iter().map(|x| number_hash(x.0))),
             filter: KeyFilter::build(&nums.iter().map(|x| x.0).collect::<Vec<_>>())
                 .map_err(|e| fail("number filter", e))?,
             keys: nums.iter().map(|x| x.0).collect(),
@@ -698,6 +700,7 @@ impl Compiler {
                 blob.extend_from_slice(s.as_bytes());
             }
             Ok(StrTable {
+                dir: build_directory(v.iter().map(|x| x.0)),
                 filter: KeyFilter::build(&v.iter().map(|x| x.0).collect::<Vec<_>>())
                     .map_err(|e| fail(what, e))?,
                 keys: v.iter().map(|x| x.0).collect(),

@@ -19,7 +19,10 @@ use crate::error::{Error, SnapshotError};
 use crate::hash::{for_each_suffix, key_of};
 use crate::number::{Number, NumberPlan, Prefix};
 use crate::rule::{Action, Direction, DnsAction, Kind};
-use crate::snapshot::{read_snapshot, Header, KeyTable, Meta, StrTable, Tables, TRIE_STRIDE};
+use crate::snapshot::{
+    bucket, build_directory, directory_bits, number_hash, read_snapshot, Header, KeyTable, Meta,
+    StrTable, Tables, TRIE_STRIDE,
+};
 use crate::url::{canonicalize, find_urls, for_each_expression, ExprBuf, UrlScratch};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::ops::ControlFlow;
@@ -263,6 +266,34 @@ fn check_rules(rules: &[u32], n: usize, what: &str) -> Result<(), SnapshotError>
     }
 }
 
+/// The directory must be exactly the one the hashes give (so every lookup finds its bucket and
+/// no range leaves the table).
+fn check_directory(
+    dir: &[u32],
+    hashes: impl ExactSizeIterator<Item = u64>,
+    what: &str,
+) -> Result<(), SnapshotError> {
+    let expected = build_directory(hashes);
+    if dir == expected.as_slice() {
+        Ok(())
+    } else {
+        Err(corrupt(format!(
+            "{what} bucket directory does not match its keys"
+        )))
+    }
+}
+
+/// Entry range of the bucket `hash` falls in (validated directory: always in bounds).
+#[inline]
+fn bucket_range(dir: &[u32], hash: u64) -> std::ops::Range<usize> {
+    let bits = (dir.len().saturating_sub(1)).max(1).ilog2();
+    let b = bucket(hash, bits);
+    match (dir.get(b), dir.get(b + 1)) {
+        (Some(&s), Some(&e)) => s as usize..e as usize,
+        _ => 0..0,
+    }
+}
+
 fn check_str_table(s: &StrTable, n: usize, what: &str) -> Result<(), SnapshotError> {
     s.filter
         .validate()
@@ -271,6 +302,7 @@ fn check_str_table(s: &StrTable, n: usize, what: &str) -> Result<(), SnapshotErr
         return Err(corrupt(format!("{what} table lengths disagree")));
     }
     check_sorted(&s.keys, what)?;
+    check_directory(&s.dir, s.keys.iter().copied(), what)?;
     check_rules(&s.rules, n, what)?;
     for sp in s.spans.chunks_exact(2) {
         let end = sp[0] as usize + sp[1] as usize;
@@ -367,6 +399,7 @@ impl Engine {
             filter,
             keys,
             rules,
+            dir,
         } = &t.numbers;
         filter
             .validate()
@@ -374,7 +407,14 @@ impl Engine {
         if keys.len() != rules.len() {
             return Err(corrupt("number table lengths disagree"));
         }
-        check_sorted(keys, "number")?;
+        if !keys
+            .windows(2)
+            .all(|w| (number_hash(w[0]), w[0]) <= (number_hash(w[1]), w[1]))
+        {
+            return Err(corrupt("number keys are not in hash order"));
+        }
+        check_directory(dir, keys.iter().map(|&k| number_hash(k)), "number")?;
+        let _ = directory_bits;
         check_rules(rules, nrules, "number table")?;
         if t.trie.len() % TRIE_STRIDE != 0 {
             return Err(corrupt("prefix trie has a bad length"));
@@ -567,15 +607,16 @@ impl Engine {
         let key = n.key();
         let tab = &self.t.numbers;
         if tab.filter.may_contain(key) {
-            let mut j = tab.keys.partition_point(|&k| k < key);
-            while j < tab.keys.len() && tab.keys[j] == key {
+            for j in bucket_range(&tab.dir, number_hash(key)) {
+                if tab.keys[j] != key {
+                    continue;
+                }
                 let r = tab.rules[j];
                 if let Some(p) = self.policy(r) {
                     if p.kind == Kind::Number && dir_ok(p.direction) && self.live(p, now, ingress) {
                         sink.offer(r, p, fact, u16::MAX, || n.to_string());
                     }
                 }
-                j += 1;
             }
         }
         if n.is_short_code() || self.t.trie.is_empty() {
@@ -693,8 +734,10 @@ impl Engine {
         for_each_suffix(host, |key, off| {
             if tab.filter.may_contain(key) {
                 let suffix = &host[off..];
-                let mut j = tab.keys.partition_point(|&k| k < key);
-                while j < tab.keys.len() && tab.keys[j] == key {
+                for j in bucket_range(&tab.dir, key) {
+                    if tab.keys[j] != key {
+                        continue;
+                    }
                     let (o, l) = (tab.spans[2 * j] as usize, tab.spans[2 * j + 1] as usize);
                     if tab.blob.get(o..o + l) == Some(suffix) {
                         let r = tab.rules[j];
@@ -714,7 +757,6 @@ impl Engine {
                             }
                         }
                     }
-                    j += 1;
                 }
             }
             true
@@ -781,8 +823,10 @@ impl Engine {
             for_each_expression(&c, expr, |e: &[u8]| {
                 let key = key_of(e);
                 if tab.filter.may_contain(key) {
-                    let mut j = tab.keys.partition_point(|&k| k < key);
-                    while j < tab.keys.len() && tab.keys[j] == key {
+                    for j in bucket_range(&tab.dir, key) {
+                        if tab.keys[j] != key {
+                            continue;
+                        }
                         let (o, l) = (tab.spans[2 * j] as usize, tab.spans[2 * j + 1] as usize);
                         if tab.blob.get(o..o + l) == Some(e) {
                             let r = tab.rules[j];
@@ -796,7 +840,6 @@ impl Engine {
                                 }
                             }
                         }
-                        j += 1;
                     }
                 }
                 ControlFlow::<()>::Continue(())

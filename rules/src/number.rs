@@ -494,6 +494,11 @@ impl Number {
         if self.is_short_code() {
             return Some(self);
         }
+        // Fast "no" for the common case (a full-length number): this runs for every callee.
+        let longest = plan.cc().len() + plan.max_short();
+        if POW10.get(longest).is_some_and(|&p| self.key >= p) {
+            return None;
+        }
         let mut buf = [0u8; 20];
         let rest = self.digits(&mut buf).strip_prefix(plan.cc())?;
         (!rest.is_empty() && rest.len() <= plan.max_short()).then(|| short_code(rest))
