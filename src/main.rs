@@ -8,7 +8,7 @@ use dragnet_rules::compile::{
 use dragnet_rules::snapshot::{hex, write_snapshot};
 use dragnet_rules::{Call, Compiler, Engine, Fact, Match, Number, Report, Scratch, Verdict};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -315,7 +315,7 @@ fn rules(cmd: RulesCmd) -> Result<ExitCode> {
     }
 }
 
-fn inspect(file: &PathBuf, json: bool) -> Result<ExitCode> {
+fn inspect(file: &Path, json: bool) -> Result<ExitCode> {
     let t0 = Instant::now();
     let e = Engine::load(file)?;
     let load = t0.elapsed();
@@ -576,7 +576,7 @@ fn entries(e: &Engine) -> BTreeMap<(String, String), String> {
     m
 }
 
-fn diff(old: &PathBuf, new: &PathBuf, limit: usize) -> Result<ExitCode> {
+fn diff(old: &Path, new: &Path, limit: usize) -> Result<ExitCode> {
     let (a, b) = (Engine::load(old)?, Engine::load(new)?);
     let (ea, eb) = (entries(&a), entries(&b));
     let added: Vec<_> = eb.iter().filter(|(k, _)| !ea.contains_key(*k)).collect();
