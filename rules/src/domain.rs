@@ -21,7 +21,7 @@
 //! [`is_public_suffix`] and [`registrable_domain`] answer from the compiled-in Public Suffix List
 //! (the `psl` crate), ICANN and private sections alike.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::Ipv6Addr;
 
 /// RFC 1035 §2.3.4: 255 octets on the wire is 253 characters in text form without the final dot.
@@ -105,82 +105,8 @@ impl fmt::Display for DomainError {
 
 impl std::error::Error for DomainError {}
 
-/// A copy of (the start of) the label an error is about, kept inline so that [`DomainError`] is
-/// `Copy` and building one allocates nothing. Always valid UTF-8; cut on a character boundary.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct LabelText {
-    buf: [u8; MAX_LABEL_OCTETS],
-    len: u8,
-    truncated: bool,
-}
-
-impl LabelText {
-    fn new(text: &str) -> LabelText {
-        let mut end = text.len().min(MAX_LABEL_OCTETS);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut buf = [0u8; MAX_LABEL_OCTETS];
-        buf[..end].copy_from_slice(&text.as_bytes()[..end]);
-        LabelText {
-            buf,
-            len: end as u8,
-            truncated: end < text.len(),
-        }
-    }
-
-    /// From ASCII bytes (the only kind the validator sees).
-    fn from_ascii(label: &[u8]) -> LabelText {
-        let end = label.len().min(MAX_LABEL_OCTETS);
-        let mut buf = [0u8; MAX_LABEL_OCTETS];
-        // Bytes ≥ 0x80 never reach the validator; map them anyway so the text stays UTF-8.
-        for (d, &s) in buf.iter_mut().zip(&label[..end]) {
-            *d = if s.is_ascii() { s } else { b'?' };
-        }
-        LabelText {
-            buf,
-            len: end as u8,
-            truncated: end < label.len(),
-        }
-    }
-
-    /// The label as kept (possibly only its start: see [`LabelText::is_truncated`]).
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
-    }
-
-    /// True when the label was longer than what is kept.
-    pub fn is_truncated(&self) -> bool {
-        self.truncated
-    }
-}
-
-impl fmt::Display for LabelText {
-    /// Control characters are escaped so that a log line stays one line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.as_str().chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        if self.truncated {
-            f.write_char('…')?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for LabelText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_str())?;
-        if self.truncated {
-            f.write_str("…")?;
-        }
-        Ok(())
-    }
-}
+/// A copy of (the start of) the label a [`DomainError`] is about, kept inline.
+pub type LabelText = crate::excerpt::Excerpt<MAX_LABEL_OCTETS>;
 
 /// The white space both entry points trim: exactly the ASCII characters `str::trim` removes, so
 /// that [`ascii_host`] and [`normalize_domain`] agree on every ASCII input.

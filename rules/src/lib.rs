@@ -24,6 +24,7 @@ pub mod compile;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod excerpt;
 pub mod filter;
 pub mod formats;
 pub mod fuzzing;

@@ -154,73 +154,12 @@ impl fmt::Display for NumberError {
 
 impl std::error::Error for NumberError {}
 
-/// The start (up to 48 bytes) of the text an error is about, kept inline so that [`NumberError`]
-/// is `Copy` and building one allocates nothing. Always valid UTF-8, cut on a char boundary.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Excerpt {
-    buf: [u8; Excerpt::CAPACITY],
-    len: u8,
-    truncated: bool,
-}
+/// The start (up to 48 bytes) of the text a [`NumberError`] is about, kept inline.
+pub type Excerpt = crate::excerpt::Excerpt<48>;
 
-impl Excerpt {
-    const CAPACITY: usize = 48;
-
-    fn new(text: &str) -> Excerpt {
-        let mut end = text.len().min(Excerpt::CAPACITY);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut buf = [0u8; Excerpt::CAPACITY];
-        buf[..end].copy_from_slice(&text.as_bytes()[..end]);
-        Excerpt {
-            buf,
-            len: end as u8,
-            truncated: end < text.len(),
-        }
-    }
-
-    fn from_u64(v: u64) -> Excerpt {
-        let mut buf = [0u8; 20];
-        Excerpt::new(ascii_digits(v, &mut buf))
-    }
-
-    /// The text as kept (possibly only its start: see [`Excerpt::is_truncated`]).
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
-    }
-
-    /// True when the text was longer than what is kept.
-    pub fn is_truncated(&self) -> bool {
-        self.truncated
-    }
-}
-
-impl fmt::Display for Excerpt {
-    /// Control characters are escaped so that a log line stays one line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.as_str().chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                f.write_char(c)?;
-            }
-        }
-        if self.truncated {
-            f.write_char('…')?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Excerpt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_str())?;
-        if self.truncated {
-            f.write_str("…")?;
-        }
-        Ok(())
-    }
+fn excerpt_u64(v: u64) -> Excerpt {
+    let mut buf = [0u8; 20];
+    Excerpt::new(ascii_digits(v, &mut buf))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -288,7 +227,7 @@ impl NumberPlan {
         if !(1..=999).contains(&country_code) {
             return Err(NumberError::InvalidPlan {
                 field: "country code",
-                value: Excerpt::from_u64(u64::from(country_code)),
+                value: excerpt_u64(u64::from(country_code)),
                 reason: "must be 1 to 999 (ITU-T E.164 country codes have 1 to 3 digits)",
             });
         }
@@ -307,7 +246,7 @@ impl NumberPlan {
         if usize::from(max_short_code_digits) > MAX_E164_DIGITS {
             return Err(NumberError::InvalidPlan {
                 field: "maximum short code length",
-                value: Excerpt::from_u64(u64::from(max_short_code_digits)),
+                value: excerpt_u64(u64::from(max_short_code_digits)),
                 reason: "must be 0 to 15 digits",
             });
         }
@@ -315,7 +254,7 @@ impl NumberPlan {
         let country_digits = PlanDigits::new(ascii_digits(u64::from(country_code), &mut cc))
             .ok_or(NumberError::InvalidPlan {
                 field: "country code",
-                value: Excerpt::from_u64(u64::from(country_code)),
+                value: excerpt_u64(u64::from(country_code)),
                 reason: "must be 1 to 999",
             })?;
         Ok(NumberPlan {
