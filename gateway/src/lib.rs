@@ -4,11 +4,13 @@
 //! protocol (SIP, DNS, TLS/QUIC SNI, HTTP) turn packets into facts, the engine decides, the plane
 //! acts (forward, answer, tag, block) and counts.
 //!
-//! Status: the planes, the control plane (snapshot store, QUIC subscriber, admin HTTP) and
-//! telemetry are built in the following issues; today this crate only fixes the shape: the engine
-//! it serves and the snapshot it loads.
+//! Status: [`sip`] holds the sans-IO SIP codec (parse, splice, stateless branch). The tokio
+//! shells of the planes, the control plane (snapshot store, QUIC subscriber, admin HTTP) and
+//! telemetry come with the following issues.
 
 #![forbid(unsafe_code)]
+
+pub mod sip;
 
 pub use dragnet_rules::{Engine, Verdict};
 
