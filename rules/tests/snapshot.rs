@@ -105,3 +105,19 @@ fn foreign_and_future_files_are_refused_clearly() {
         Err(SnapshotError::Corrupt(_))
     ));
 }
+
+/// The snapshot bytes are a format: the filter layout (xorf's), the host-name hash, the section
+/// order. If this changes, FORMAT_VERSION must change with it — gateways in the field read these
+/// files. (Update the constant only together with a format version bump.)
+#[test]
+fn golden_image_is_stable() {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(sample());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex, GOLDEN_SHA256,
+        "snapshot bytes changed: bump FORMAT_VERSION"
+    );
+}
+
+const GOLDEN_SHA256: &str = "109f22414d182b76dcbe6a3c3c091911e200fe0e7e6769385932a19b03f62965";
