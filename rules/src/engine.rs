@@ -20,8 +20,8 @@ use crate::hash::{for_each_suffix, key_of};
 use crate::number::{Number, NumberPlan, Prefix};
 use crate::rule::{Action, Direction, DnsAction, Kind};
 use crate::snapshot::{
-    bucket, build_directory, directory_bits, number_hash, read_snapshot, Header, KeyTable, Meta,
-    StrTable, Tables, TRIE_STRIDE,
+    bucket, build_directory, number_hash, read_snapshot, Header, KeyTable, Meta, StrTable, Tables,
+    TRIE_STRIDE,
 };
 use crate::url::{canonicalize, find_urls, for_each_expression, ExprBuf, UrlScratch};
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -414,7 +414,6 @@ impl Engine {
             return Err(corrupt("number keys are not in hash order"));
         }
         check_directory(dir, keys.iter().map(|&k| number_hash(k)), "number")?;
-        let _ = directory_bits;
         check_rules(rules, nrules, "number table")?;
         if t.trie.len() % TRIE_STRIDE != 0 {
             return Err(corrupt("prefix trie has a bad length"));
@@ -849,7 +848,8 @@ impl Engine {
     }
 
     /// A canonical URL host may be an IP literal or carry characters `ascii_host` refuses; try it
-    /// as a name anyway (an IP host can only match an exact rule written as that IP).
+    /// as a name anyway. IP hosts are refused by `ascii_host` and reach only the URL rules (a URL
+    /// rule may name an IP: `http://203.0.113.7/login.php`).
     fn match_host_any<S: Sink>(&self, host: &[u8], now: u64, sink: &mut S) {
         let mut buf = [0u8; 256];
         if let Ok(h) = ascii_host(host, &mut buf) {

@@ -594,7 +594,6 @@ pub fn read_snapshot<R: Read>(mut inp: R) -> Result<(Header, Tables), SnapshotEr
     }
     let meta: Meta = serde_json::from_slice(&meta_bytes)
         .map_err(|e| SnapshotError::Corrupt(format!("META section: {e}")))?;
-    let _ = SECTION_ORDER;
     Ok((
         header,
         Tables {
