@@ -2,11 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use dragnet_rules::compile::{
-    compile_args, source_options, CompileConfig, CompileSection, Manifest, SourceArg,
-};
+use dragnet_rules::compile::{compile_args, CompileConfig, CompileSection, Manifest, SourceArg};
 use dragnet_rules::snapshot::{hex, write_snapshot};
-use dragnet_rules::{Call, Compiler, Engine, Fact, Match, Number, Report, Scratch, Verdict};
+use dragnet_rules::{Call, Engine, Fact, Match, Number, Report, Scratch, Verdict};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Run the gateway: the SIP plane and the admin endpoints, from a configuration file or the
+    /// embedded defaults (examples/dragnet.toml) on the embedded example rules.
+    Run(RunArgs),
     /// Check facts against the embedded example rule set (examples/rules), or a snapshot with --rules.
     Check(CheckArgs),
     /// Compile, inspect, check and compare rule sets.
@@ -33,6 +34,19 @@ enum Cmd {
     /// The simulator: synthetic rule sets (and, later, traffic with ground truth).
     #[command(subcommand)]
     Sim(SimCmd),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The configuration file (TOML); default: the embedded examples/dragnet.toml.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Only check the configuration (and the snapshot it names), then exit.
+    #[arg(long)]
+    check: bool,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +191,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Run(a) => run_gateway(a),
         Cmd::Check(a) => {
             let engine = match &a.rules {
                 Some(p) => Engine::load(p)?,
@@ -209,6 +224,135 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("wrote {} in {:.2?}", out.display(), t.elapsed());
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn run_gateway(a: RunArgs) -> Result<ExitCode> {
+    use dragnet_gateway::config::Config;
+    if a.print_default {
+        print!("{}", dragnet_gateway::config::DEFAULT_TOML);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading configuration {}", p.display()))?;
+            Config::from_toml(&text, &p.display().to_string())
+        }
+        None => Config::embedded(),
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: configuration {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let engine = match &cfg.rules.snapshot {
+        Some(p) => Engine::load(p).with_context(|| "rules.snapshot".to_string())?,
+        None => embedded_engine()?,
+    };
+    if a.check {
+        println!(
+            "configuration OK; snapshot version {} with {} rules",
+            engine.version(),
+            engine.rule_count()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging(&cfg.log);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.sip.workers.max(1))
+        .thread_name("dragnet")
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let gw = dragnet_gateway::run::Gateway::start(&cfg, engine).await?;
+        let a = gw.store.load();
+        tracing::info!(
+            version = a.engine.version(),
+            rules = a.engine.rule_count(),
+            source = cfg
+                .rules
+                .snapshot
+                .as_ref()
+                .map_or("embedded examples/rules".to_string(), |p| p
+                    .display()
+                    .to_string()),
+            "snapshot loaded"
+        );
+        drop(a);
+        // One line per listener on stdout, so scripts and tests learn the bound ports.
+        if let Some(core) = &gw.sip {
+            let n_udp = cfg.sip.listen_udp.len();
+            for (i, addr) in gw.sip_addrs.iter().enumerate() {
+                let t = if i < n_udp { "udp" } else { "tcp" };
+                println!("sip {t} {addr} mode {:?}", core.mode());
+            }
+        }
+        if let Some(addr) = gw.admin_addr {
+            println!("admin http://{addr}/metrics");
+        }
+        println!("ready");
+        wait_for_signals(&gw).await;
+        tracing::info!("shutting down");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(gw: &dragnet_gateway::run::Gateway) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match gw.reload() {
+                Ok(v) => tracing::info!(version = v, "snapshot reloaded"),
+                Err(e) => tracing::error!(error = %e, "reload refused; the running snapshot stays"),
+            },
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_gw: &dragnet_gateway::run::Gateway) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(c: &dragnet_gateway::config::LogConfig) {
+    use tracing_subscriber::filter::Targets;
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| c.level.clone());
+    let filter: Targets = spec.parse().unwrap_or_else(|e| {
+        eprintln!("warning: log level {spec:?} not understood ({e}); using info");
+        Targets::new().with_default(tracing::Level::INFO)
+    });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let reg = tracing_subscriber::registry().with(filter);
+    let r = if c.format == "json" {
+        reg.with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr),
+        )
+        .try_init()
+    } else {
+        reg.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init()
+    };
+    if let Err(e) = r {
+        eprintln!("warning: logging not initialised: {e}");
     }
 }
 
@@ -617,54 +761,6 @@ fn diff(old: &Path, new: &Path, limit: usize) -> Result<ExitCode> {
 
 /// The example rule set in examples/rules, built into the binary so that `dragnet check` works on
 /// a fresh machine with no files.
-const EMBEDDED: &[(&str, &str)] = &[
-    ("rules.toml", include_str!("../examples/rules/rules.toml")),
-    ("numbers.csv", include_str!("../examples/rules/numbers.csv")),
-    (
-        "allow-numbers.csv",
-        include_str!("../examples/rules/allow-numbers.csv"),
-    ),
-    (
-        "scam.domains",
-        include_str!("../examples/rules/scam.domains"),
-    ),
-    (
-        "malware.hosts",
-        include_str!("../examples/rules/malware.hosts"),
-    ),
-    (
-        "phishing.adblock",
-        include_str!("../examples/rules/phishing.adblock"),
-    ),
-    ("carrier.rpz", include_str!("../examples/rules/carrier.rpz")),
-    (
-        "phishing.urls",
-        include_str!("../examples/rules/phishing.urls"),
-    ),
-    (
-        "fraud.keywords",
-        include_str!("../examples/rules/fraud.keywords"),
-    ),
-];
-
 fn embedded_engine() -> Result<Engine> {
-    let manifest_text = EMBEDDED[0].1;
-    let m = Manifest::parse(manifest_text, "examples/rules/rules.toml")?;
-    let mut cfg = CompileConfig {
-        now: unix_now(),
-        ..CompileConfig::default()
-    };
-    m.apply(&mut cfg, "examples/rules/rules.toml")?;
-    let mut c = Compiler::new(cfg, false);
-    for e in &m.source {
-        let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == e.path) else {
-            bail!("embedded rule set lacks {}", e.path);
-        };
-        let label = format!("examples/rules/{}", e.path);
-        let opts = source_options(Some(e), &label, None, false)?;
-        c.add_text(text, &label, &opts)?;
-    }
-    let (t, _) = c.finish()?;
-    let image = write_snapshot(&t, m.version.unwrap_or(1), 0)?;
-    Ok(Engine::from_bytes(&image)?)
+    Ok(dragnet_gateway::examples::engine(unix_now())?)
 }

@@ -1,16 +1,27 @@
 //! # dragnet-gateway — the planes around the engine
 //!
 //! The gateway is a thin async shell around [`dragnet_rules::Engine`]: sans-IO codecs per
-//! protocol (SIP, DNS, TLS/QUIC SNI, HTTP) turn packets into facts, the engine decides, the plane
-//! acts (forward, answer, tag, block) and counts.
+//! protocol turn packets into facts, the engine decides, the plane acts (forward, answer, tag,
+//! block) and counts.
 //!
-//! Status: [`sip`] holds the sans-IO SIP codec (parse, splice, stateless branch). The tokio
-//! shells of the planes, the control plane (snapshot store, QUIC subscriber, admin HTTP) and
-//! telemetry come with the following issues.
+//! - [`sip`]: the sans-IO SIP codec (parse, splice, stateless branch);
+//! - [`sip_plane`]: the SIP plane — screening logic ([`sip_plane::SipCore`], sans IO) and its
+//!   tokio shell ([`sip_plane::net`]);
+//! - [`store`]: the active snapshot behind `ArcSwap`, recent generations, hit counters;
+//! - [`metrics`]: Prometheus metrics; [`config`]: the TOML configuration; [`run`]: starting a
+//!   gateway from its configuration; [`examples`]: the embedded example rule set.
+//!
+//! The DNS and web planes, the check API and the control plane come with the following issues.
 
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod examples;
+pub mod metrics;
+pub mod run;
 pub mod sip;
+pub mod sip_plane;
+pub mod store;
 
 pub use dragnet_rules::{Engine, Verdict};
 

@@ -499,14 +499,8 @@ impl Engine {
         Number::parse(s, &self.plan).ok()
     }
 
-    /// Details of a rule. `None` for a reference that is not in this snapshot.
-    pub fn rule_info(&self, r: RuleRef) -> Option<RuleInfo<'_>> {
-        let i = r.0 as usize;
-        let pol_ix = *self.t.rules.get(2 * i)? as usize;
-        let line = *self.t.rules.get(2 * i + 1)?;
-        let m = &self.t.meta;
-        let p = m.policies.get(pol_ix)?;
-        let source = m.sources.get(p.source as usize).map_or("", |s| s.as_str());
+    /// The rule's own id bytes, if it has one (binary search of the id index).
+    fn own_id(&self, r: RuleRef) -> Option<&[u8]> {
         let ix = &self.t.id_index;
         // Binary search over the (rule, offset, length) triples.
         let (mut lo, mut hi) = (0, ix.len() / 3);
@@ -518,15 +512,54 @@ impl Engine {
                 hi = mid;
             }
         }
-        let k = lo;
-        let own = ix
-            .get(3 * k..3 * k + 3)
+        ix.get(3 * lo..3 * lo + 3)
             .filter(|e| e[0] == r.0)
             .and_then(|e| {
                 self.t
                     .id_blob
                     .get(e[1] as usize..e[1] as usize + e[2] as usize)
             })
+    }
+
+    /// Writes the rule's id (its own id, else `source:line`) and returns its category, without
+    /// allocating: what a plane needs to say why (a SIP Reason header, a warning page).
+    /// `None` for a reference that is not in this snapshot.
+    pub fn write_rule_id(&self, r: RuleRef, w: &mut impl std::fmt::Write) -> Option<&str> {
+        let i = r.0 as usize;
+        let pol_ix = *self.t.rules.get(2 * i)? as usize;
+        let line = *self.t.rules.get(2 * i + 1)?;
+        let m = &self.t.meta;
+        let p = m.policies.get(pol_ix)?;
+        let ok = match self.own_id(r) {
+            Some(b) => match std::str::from_utf8(b) {
+                Ok(s) => w.write_str(s),
+                Err(_) => b
+                    .iter()
+                    .try_for_each(|&c| w.write_char(if c.is_ascii() { c as char } else { '?' })),
+            },
+            None => {
+                let source = m.sources.get(p.source as usize).map_or("", |s| s.as_str());
+                write!(w, "{source}:{line}")
+            }
+        };
+        ok.ok()?;
+        Some(
+            m.categories
+                .get(p.category as usize)
+                .map_or("", |s| s.as_str()),
+        )
+    }
+
+    /// Details of a rule. `None` for a reference that is not in this snapshot.
+    pub fn rule_info(&self, r: RuleRef) -> Option<RuleInfo<'_>> {
+        let i = r.0 as usize;
+        let pol_ix = *self.t.rules.get(2 * i)? as usize;
+        let line = *self.t.rules.get(2 * i + 1)?;
+        let m = &self.t.meta;
+        let p = m.policies.get(pol_ix)?;
+        let source = m.sources.get(p.source as usize).map_or("", |s| s.as_str());
+        let own = self
+            .own_id(r)
             .map(|b| String::from_utf8_lossy(b).into_owned());
         Some(RuleInfo {
             id: own.unwrap_or_else(|| format!("{source}:{line}")),

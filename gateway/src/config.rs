@@ -1,0 +1,593 @@
+//! The gateway's configuration: one TOML file, every key known (`deny_unknown_fields`), every
+//! error naming the key and the reason. `examples/dragnet.toml` is the embedded default that
+//! `dragnet run` uses when no file is given; it documents every key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub rules: RulesConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub sip: SipConfig,
+}
+
+/// Where the rule snapshot comes from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// A compiled snapshot (`dragnet rules compile`). Unset: the example rule set embedded in
+    /// the binary. SIGHUP reloads this file; a bad file is refused and the running one kept.
+    pub snapshot: Option<PathBuf>,
+}
+
+/// The admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Empty string disables it.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// Logging (tracing).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a tracing target list such as
+    /// `info,dragnet_gateway::sip=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `human` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "human".into(),
+        }
+    }
+}
+
+/// How the SIP plane sits in the call path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipMode {
+    /// Stateless forwarding to `next_hop` (RFC 3261 §16.11).
+    Proxy,
+    /// Answer every INVITE: 302 to the original target (with tags) or the reject.
+    Redirect,
+}
+
+/// The SIP plane.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    pub enabled: bool,
+    pub mode: SipMode,
+    /// UDP listen addresses (`ip:port`).
+    pub listen_udp: Vec<String>,
+    /// TCP listen addresses (`ip:port`).
+    pub listen_tcp: Vec<String>,
+    /// The host[:port] written in our Via and recognised in responses. Default: the first UDP
+    /// listen address.
+    pub advertise: String,
+    /// Proxy mode: where screened requests go (`ip:port`, UDP). Requests that come *from* it are
+    /// routed by their Route / Request-URI (IP literals only); nothing else is relayed.
+    pub next_hop: String,
+    /// Worker tasks for UDP (and runtime threads). 1 = one core.
+    pub workers: usize,
+    /// Datagrams waiting per worker before new INVITEs get 503.
+    pub queue: usize,
+    /// Retry-After (seconds) on a 503 for overload.
+    pub retry_after: u32,
+    /// Most TCP connections at once; beyond it new ones are closed at once (counted).
+    pub max_tcp_connections: usize,
+    /// Seconds a verdict is remembered per INVITE transaction, so that a retransmission, its
+    /// ACK and CANCEL get the same answer even across a snapshot reload. ≥ 32 (64·T1).
+    pub transaction_seconds: u32,
+    /// 64 hex digits: the key of the stateless branch and To-tag derivation. Give the same one
+    /// to every gateway behind one address; unset = random at start.
+    pub secret: String,
+    /// Peers (CIDRs) whose P-Asserted-Identity is believed (RFC 3325 trust domain); others are
+    /// screened on From.
+    pub trusted: Vec<String>,
+    /// Ingress trunk of a source that matches no `[[sip.ingress]]` entry.
+    pub default_trunk: String,
+    /// Source networks → ingress trunk names (first match wins).
+    pub ingress: Vec<IngressConfig>,
+    /// How a block is answered, unless a category says otherwise.
+    pub block: RejectConfig,
+    /// Per-category overrides of `block` (key: the rule category).
+    pub category: BTreeMap<String, RejectOverride>,
+    pub tag: TagConfig,
+    pub warn: WarnConfig,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            enabled: true,
+            mode: SipMode::Proxy,
+            listen_udp: vec!["127.0.0.1:5060".into()],
+            listen_tcp: vec!["127.0.0.1:5060".into()],
+            advertise: String::new(),
+            next_hop: "127.0.0.1:5070".into(),
+            workers: 1,
+            queue: 1024,
+            retry_after: 5,
+            max_tcp_connections: 1024,
+            transaction_seconds: 40,
+            secret: String::new(),
+            trusted: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            default_trunk: "domestic".into(),
+            ingress: Vec::new(),
+            block: RejectConfig::default(),
+            category: BTreeMap::new(),
+            tag: TagConfig::default(),
+            warn: WarnConfig::default(),
+        }
+    }
+}
+
+/// One `[[sip.ingress]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressConfig {
+    pub cidr: String,
+    pub trunk: String,
+    /// Calls on this trunk come from abroad (rules scoped to `international`). Default: the
+    /// trunk is named `international`.
+    pub international: Option<bool>,
+}
+
+/// How a blocked call is answered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RejectConfig {
+    /// 608 (RFC 8688, with Call-Info purpose=jwscard), 603 (with a Reason header: the "603+"
+    /// practice), 607, or any 4xx–6xx code.
+    pub code: u16,
+    /// Reason phrase; empty = the standard one for the code.
+    pub reason: String,
+    /// RFC 8688 §3: the URL of the jCard that explains the rejection and how to appeal.
+    pub jwscard_url: String,
+    /// Where the callee's or caller's operator appeals (a number or URL), put in the Reason text.
+    pub appeal: String,
+}
+
+impl Default for RejectConfig {
+    fn default() -> Self {
+        RejectConfig {
+            code: 608,
+            reason: String::new(),
+            jwscard_url: "https://fraud-appeal.example/jwscard".into(),
+            appeal: "12381".into(),
+        }
+    }
+}
+
+/// A per-category override; unset keys inherit `[sip.block]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RejectOverride {
+    pub code: Option<u16>,
+    pub reason: Option<String>,
+    pub jwscard_url: Option<String>,
+    pub appeal: Option<String>,
+}
+
+/// What a tag adds to the forwarded INVITE (or to the 302 Contact as URI headers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagConfig {
+    /// Header name → value template; `{category}`, `{rule}`, `{action}`, `{fact}` are replaced.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        let mut headers = BTreeMap::new();
+        headers.insert("X-Fraud-Category".into(), "{category}".into());
+        headers.insert("X-Fraud-Rule".into(), "{rule}".into());
+        headers.insert(
+            "X-Caller-Label".into(),
+            "Suspected fraud ({category})".into(),
+        );
+        TagConfig { headers }
+    }
+}
+
+/// Warn: the call is redirected (302) to an announcement that warns the caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarnConfig {
+    /// A SIP URI; empty = a warn is handled like a tag.
+    pub announcement: String,
+}
+
+impl Default for WarnConfig {
+    fn default() -> Self {
+        WarnConfig {
+            announcement: "sip:fraud-warning@127.0.0.1:5090".into(),
+        }
+    }
+}
+
+/// A configuration error: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The embedded default file (`examples/dragnet.toml`).
+pub const DEFAULT_TOML: &str = include_str!("../../examples/dragnet.toml");
+
+impl Config {
+    /// Parses and validates a TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("{origin}:{line}")
+                })
+                .unwrap_or_else(|| origin.to_string());
+            err(at, e.message().trim().to_string())
+        })?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The embedded defaults.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::from_toml(DEFAULT_TOML, "embedded examples/dragnet.toml")
+    }
+
+    /// Checks everything that can be checked without binding sockets.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.admin.listen.is_empty() {
+            parse_sockaddr("admin.listen", &self.admin.listen)?;
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return Err(err("log.format", "must be \"human\" or \"json\""));
+        }
+        let s = &self.sip;
+        if !s.enabled {
+            return Ok(());
+        }
+        if s.listen_udp.is_empty() && s.listen_tcp.is_empty() {
+            return Err(err(
+                "sip.listen_udp",
+                "the SIP plane is enabled but listens nowhere (set listen_udp or listen_tcp)",
+            ));
+        }
+        for (i, a) in s.listen_udp.iter().enumerate() {
+            parse_sockaddr(&format!("sip.listen_udp[{i}]"), a)?;
+        }
+        for (i, a) in s.listen_tcp.iter().enumerate() {
+            parse_sockaddr(&format!("sip.listen_tcp[{i}]"), a)?;
+        }
+        if s.mode == SipMode::Proxy {
+            if s.next_hop.is_empty() {
+                return Err(err("sip.next_hop", "proxy mode needs a next hop (ip:port)"));
+            }
+            parse_sockaddr("sip.next_hop", &s.next_hop)?;
+        }
+        if !s.advertise.is_empty() {
+            check_hostport("sip.advertise", &s.advertise)?;
+        }
+        if s.workers == 0 || s.workers > 256 {
+            return Err(err("sip.workers", "must be 1..=256"));
+        }
+        if s.queue == 0 || s.queue > 1 << 20 {
+            return Err(err("sip.queue", "must be 1..=1048576"));
+        }
+        if s.max_tcp_connections == 0 || s.max_tcp_connections > 1 << 20 {
+            return Err(err("sip.max_tcp_connections", "must be 1..=1048576"));
+        }
+        if s.transaction_seconds < 32 {
+            return Err(err(
+                "sip.transaction_seconds",
+                "must be at least 32 (64 × T1, RFC 3261 §17.2.1), or retransmissions could get a different answer",
+            ));
+        }
+        if !s.secret.is_empty() {
+            parse_secret(&s.secret).ok_or_else(|| err("sip.secret", "must be 64 hex digits"))?;
+        }
+        for (i, c) in s.trusted.iter().enumerate() {
+            Cidr::parse(c).map_err(|e| err(format!("sip.trusted[{i}]"), e))?;
+        }
+        check_token("sip.default_trunk", &s.default_trunk, true)?;
+        for (i, g) in s.ingress.iter().enumerate() {
+            Cidr::parse(&g.cidr).map_err(|e| err(format!("sip.ingress[{i}].cidr"), e))?;
+            check_token(&format!("sip.ingress[{i}].trunk"), &g.trunk, false)?;
+        }
+        check_reject("sip.block", s.block.code, &s.block.reason)?;
+        check_text("sip.block.jwscard_url", &s.block.jwscard_url)?;
+        check_text("sip.block.appeal", &s.block.appeal)?;
+        for (name, o) in &s.category {
+            let key = format!("sip.category.{name}");
+            check_reject(
+                &key,
+                o.code.unwrap_or(s.block.code),
+                o.reason.as_deref().unwrap_or(""),
+            )?;
+            for v in [&o.jwscard_url, &o.appeal].into_iter().flatten() {
+                check_text(&key, v)?;
+            }
+        }
+        for (name, v) in &s.tag.headers {
+            check_token(&format!("sip.tag.headers.{name}"), name, false)?;
+            check_text(&format!("sip.tag.headers.{name}"), v)?;
+        }
+        if s.tag.headers.len() > 8 {
+            return Err(err("sip.tag.headers", "at most 8 headers"));
+        }
+        if !s.warn.announcement.is_empty() {
+            let a = s.warn.announcement.as_bytes();
+            if !matches!(
+                crate::sip::parse_uri(a),
+                Ok(crate::sip::Uri::Sip(_) | crate::sip::Uri::Tel(_))
+            ) || a.iter().any(|&b| b == b'>' || b <= b' ')
+            {
+                return Err(err(
+                    "sip.warn.announcement",
+                    "must be a sip:, sips: or tel: URI without spaces",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_reject(key: &str, code: u16, reason: &str) -> Result<(), ConfigError> {
+    if !(400..=699).contains(&code) {
+        return Err(err(
+            format!("{key}.code"),
+            format!("{code} is not a final error code (400..=699)"),
+        ));
+    }
+    check_text(&format!("{key}.reason"), reason)
+}
+
+fn check_text(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.bytes().any(|b| b < b' ' || b == 0x7f) {
+        return Err(err(key, "contains a control character (CR, LF, NUL …)"));
+    }
+    Ok(())
+}
+
+fn check_token(key: &str, v: &str, empty_ok: bool) -> Result<(), ConfigError> {
+    if v.is_empty() && !empty_ok {
+        return Err(err(key, "must not be empty"));
+    }
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.!%*+`'~".contains(&b))
+    {
+        return Err(err(
+            key,
+            format!("{v:?} is not a token (letters, digits, - _ . ! % * + ` ' ~)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_hostport(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.parse::<SocketAddr>().is_ok() || v.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = match v.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (v, None),
+    };
+    if let Some(p) = port {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| err(key, format!("port {p:?} is not 1..=65535")))?;
+    }
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(err(key, format!("{v:?} is not host[:port]")));
+    }
+    Ok(())
+}
+
+/// Parses `ip:port` (IPv6 as `[::1]:5060`).
+pub fn parse_sockaddr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse::<SocketAddr>()
+        .map_err(|_| err(key, format!("{v:?} is not ip:port (IPv6 as [::1]:5060)")))
+}
+
+/// Parses a 64-hex-digit secret.
+pub fn parse_secret(v: &str) -> Option<[u8; 32]> {
+    let b = v.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let h = (b[2 * i] as char).to_digit(16)?;
+        let l = (b[2 * i + 1] as char).to_digit(16)?;
+        *o = (h * 16 + l) as u8;
+    }
+    Some(out)
+}
+
+/// An IPv4 or IPv6 network (`10.0.0.0/8`, `2001:db8::/32`, or a bare address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+            None => max,
+        };
+        let c = Cidr { addr, len };
+        if c.masked(addr) != addr {
+            return Err(format!("{s:?}: host bits set below the /{len} prefix"));
+        }
+        Ok(c)
+    }
+
+    fn masked(&self, a: IpAddr) -> IpAddr {
+        match a {
+            IpAddr::V4(v) => {
+                let m = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                IpAddr::V4((u32::from(v) & m).into())
+            }
+            IpAddr::V6(v) => {
+                let m = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(v) & m).into())
+            }
+        }
+    }
+
+    /// IPv4-mapped IPv6 sources (`::ffff:10.1.2.3`) match IPv4 networks.
+    pub fn contains(&self, a: IpAddr) -> bool {
+        let a = match a {
+            IpAddr::V6(v) => v.to_ipv4_mapped().map_or(a, IpAddr::V4),
+            v4 => v4,
+        };
+        a.is_ipv4() == self.addr.is_ipv4() && self.masked(a) == self.addr
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Cidr::parse(s)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.sip.mode, SipMode::Proxy);
+        assert!(c.sip.enabled);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = Config::from_toml(
+            "[sip]\nmode = \"proxy\"\nnext_hopp = \"1.2.3.4:5\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "t.toml:3");
+        assert!(e.reason.contains("next_hopp"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("[sip]\nnext_hop = \"nowhere\"\n", "sip.next_hop"),
+            ("[sip]\nblock.code = 302\n", "sip.block.code"),
+            (
+                "[sip]\ntransaction_seconds = 5\n",
+                "sip.transaction_seconds",
+            ),
+            ("[sip]\ntrusted = [\"10.0.0.1/8\"]\n", "sip.trusted[0]"),
+            ("[sip]\nsecret = \"abc\"\n", "sip.secret"),
+            (
+                "[sip.category.spam]\ncode = 200\n",
+                "sip.category.spam.code",
+            ),
+            (
+                "[sip.tag.headers]\n\"Bad Name\" = \"x\"\n",
+                "sip.tag.headers.Bad Name",
+            ),
+            (
+                "[sip.warn]\nannouncement = \"http://x\"\n",
+                "sip.warn.announcement",
+            ),
+            (
+                "[[sip.ingress]]\ncidr = \"10.0.0.0/33\"\ntrunk = \"intl\"\n",
+                "sip.ingress[0].cidr",
+            ),
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+        ] {
+            let e = Config::from_toml(text, "t").unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.200.1.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        let z = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(z.contains("192.0.2.1".parse().unwrap()));
+        assert!(!z.contains("::1".parse().unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    }
+}

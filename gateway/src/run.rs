@@ -1,0 +1,195 @@
+//! Starting a gateway from its configuration: bind the planes' sockets, build the planes on the
+//! snapshot store, serve the admin endpoints, reload on request.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::task::JoinSet;
+
+use crate::config::{parse_sockaddr, Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::sip_plane::net::{self, Bound};
+use crate::sip_plane::SipCore;
+use crate::store::Store;
+use dragnet_rules::Engine;
+
+/// Why a gateway could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigError),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "configuration: {e}"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        StartError::Config(e)
+    }
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        StartError::Io(e)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A running gateway. Dropping it stops every task.
+#[derive(Debug)]
+pub struct Gateway {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub sip: Option<Arc<SipCore>>,
+    /// SIP addresses bound (UDP first, then TCP).
+    pub sip_addrs: Vec<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    snapshot: Option<PathBuf>,
+    reload_failures: Arc<AtomicU64>,
+    _tasks: JoinSet<()>,
+}
+
+impl Gateway {
+    /// Binds and starts everything the configuration enables, on the current tokio runtime.
+    pub async fn start(cfg: &Config, engine: Engine) -> Result<Gateway, StartError> {
+        cfg.validate()?;
+        let store = Arc::new(Store::new(engine, unix_now()));
+        let metrics = Arc::new(Metrics::new(store.clone()));
+        let mut tasks = JoinSet::new();
+        let mut sip = None;
+        let mut sip_addrs = Vec::new();
+        if cfg.sip.enabled {
+            let s = &cfg.sip;
+            let addrs = |key: &str, v: &[String]| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, a)| parse_sockaddr(&format!("{key}[{i}]"), a))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let bound = Bound::bind(
+                &addrs("sip.listen_udp", &s.listen_udp)?,
+                &addrs("sip.listen_tcp", &s.listen_tcp)?,
+            )?;
+            sip_addrs = bound.local_addrs()?;
+            let core = Arc::new(SipCore::new(
+                s,
+                &sip_addrs,
+                store.clone(),
+                metrics.sip.clone(),
+            )?);
+            let mut set = net::spawn(
+                core.clone(),
+                bound,
+                s.workers,
+                s.queue,
+                s.max_tcp_connections,
+            )?;
+            // Keep the plane's tasks in our set.
+            tasks.spawn(async move { while set.join_next().await.is_some() {} });
+            sip = Some(core);
+        }
+        let reload_failures = Arc::new(AtomicU64::new(0));
+        let mut admin_addr = None;
+        if !cfg.admin.listen.is_empty() {
+            let a = parse_sockaddr("admin.listen", &cfg.admin.listen)?;
+            let l = tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot bind admin {a}: {e}"))
+            })?;
+            admin_addr = Some(l.local_addr()?);
+            let app = admin_router(metrics.clone(), store.clone());
+            tasks.spawn(async move {
+                let _ = axum::serve(l, app).await;
+            });
+        }
+        Ok(Gateway {
+            store,
+            metrics,
+            sip,
+            sip_addrs,
+            admin_addr,
+            snapshot: cfg.rules.snapshot.clone(),
+            reload_failures,
+            _tasks: tasks,
+        })
+    }
+
+    /// Reloads the configured snapshot file. A bad file is refused with the reason; the running
+    /// snapshot stays active.
+    pub fn reload(&self) -> Result<u64, String> {
+        let Some(p) = &self.snapshot else {
+            return Err("no rules.snapshot configured: the embedded example set stays".into());
+        };
+        match Engine::load(p) {
+            Ok(e) => {
+                let v = e.version();
+                self.store.swap(e, unix_now());
+                Ok(v)
+            }
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Swaps in an engine directly (tests, pushes).
+    pub fn swap(&self, e: Engine) -> u32 {
+        self.store.swap(e, unix_now())
+    }
+}
+
+fn admin_router(metrics: Arc<Metrics>, store: Arc<Store>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let s = store.clone();
+                async move {
+                    // A gateway never runs without a valid snapshot: the store always has one.
+                    let a = s.load();
+                    (
+                        StatusCode::OK,
+                        format!("ready: snapshot version {}\n", a.engine.version()),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+}

@@ -1,0 +1,382 @@
+//! The tokio shell of the SIP plane: UDP and TCP listeners around [`SipCore`].
+//!
+//! UDP: one receive task per socket hands datagrams (in pooled buffers) to `workers` worker
+//! tasks through bounded queues, round robin; when every queue is full the receive task answers
+//! the message itself with 503 + Retry-After (or drops it) — that is the overload bound, and
+//! it recovers by itself as the queues drain. TCP: one task per connection frames messages
+//! (RFC 3261 §18.3) and handles them inline; a connection table lets responses that arrive
+//! over UDP find the connection their request came on. No lock and no allocation per message
+//! once the pools are warm; nothing is logged per message.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::ArrayQueue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{Dest, SipCore, Transport, Worker};
+use crate::sip::{frame, MAX_MESSAGE};
+
+/// A TCP connection idle this long is closed.
+pub const TCP_IDLE: Duration = Duration::from_secs(600);
+const BUF_CAPACITY: usize = 2048;
+const CONN_QUEUE: usize = 256;
+const SLOT_BITS: u32 = 20;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Recycled message buffers.
+#[derive(Debug)]
+struct Pool(ArrayQueue<Vec<u8>>);
+
+impl Pool {
+    fn get(&self) -> Vec<u8> {
+        self.0
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY))
+    }
+    fn put(&self, mut b: Vec<u8>) {
+        b.clear();
+        if b.capacity() <= 4 * MAX_MESSAGE.max(BUF_CAPACITY) {
+            let _ = self.0.push(b);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: u32,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// Open TCP connections, indexed by the low bits of their id (lock-free lookups).
+#[derive(Debug)]
+struct Conns {
+    slots: Box<[ArcSwapOption<Conn>]>,
+    free: ArrayQueue<u32>,
+    generation: AtomicU32,
+    open: AtomicUsize,
+}
+
+impl Conns {
+    fn new(max: usize) -> Conns {
+        let max = max.clamp(1, 1 << SLOT_BITS);
+        let free = ArrayQueue::new(max);
+        for i in 0..max as u32 {
+            let _ = free.push(i);
+        }
+        Conns {
+            slots: (0..max).map(|_| ArcSwapOption::empty()).collect(),
+            free,
+            generation: AtomicU32::new(1),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    fn insert(&self, tx: mpsc::Sender<Vec<u8>>) -> Option<u32> {
+        let slot = self.free.pop()?;
+        let g = self.generation.fetch_add(1, Ordering::Relaxed) & ((1 << (32 - SLOT_BITS)) - 1);
+        let id = (g << SLOT_BITS) | slot;
+        self.slots[slot as usize].store(Some(Arc::new(Conn { id, tx })));
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Some(id)
+    }
+
+    fn get(&self, id: u32) -> Option<Arc<Conn>> {
+        let slot = (id & ((1 << SLOT_BITS) - 1)) as usize;
+        let c = self.slots.get(slot)?.load_full()?;
+        (c.id == id).then_some(c)
+    }
+
+    fn remove(&self, id: u32) {
+        let slot = id & ((1 << SLOT_BITS) - 1);
+        if let Some(s) = self.slots.get(slot as usize) {
+            s.store(None);
+            let _ = self.free.push(slot);
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Job {
+    buf: Vec<u8>,
+    src: SocketAddr,
+}
+
+/// Shared state of the running plane.
+#[derive(Debug)]
+struct Shared {
+    core: Arc<SipCore>,
+    /// The socket requests are forwarded from (its address is in our Via).
+    udp: Option<Arc<UdpSocket>>,
+    conns: Conns,
+    pool: Pool,
+}
+
+impl Shared {
+    /// Sends what `handle` left in `w.out`.
+    async fn send(&self, w: &Worker, dest: Dest, via: Option<&UdpSocket>) {
+        match dest {
+            Dest::None => {}
+            Dest::Udp(to) => {
+                let Some(sock) = via.or(self.udp.as_deref()) else {
+                    self.core.metrics.drops.send_failed.inc();
+                    return;
+                };
+                let r = match sock.try_send_to(&w.out, to) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        sock.send_to(&w.out, to).await
+                    }
+                    r => r,
+                };
+                if r.is_err() {
+                    self.core.metrics.drops.send_failed.inc();
+                }
+            }
+            Dest::Conn(id) => match self.conns.get(id) {
+                Some(c) => {
+                    let mut b = self.pool.get();
+                    b.extend_from_slice(&w.out);
+                    if c.tx.try_send(b).is_err() {
+                        self.core.metrics.drops.send_failed.inc();
+                    }
+                }
+                None => {
+                    self.core.metrics.drops.connection_gone.inc();
+                }
+            },
+        }
+    }
+}
+
+/// The running SIP plane's sockets, bound before the core is built (its Via needs them).
+#[derive(Debug)]
+pub struct Bound {
+    pub udp: Vec<std::net::UdpSocket>,
+    pub tcp: Vec<std::net::TcpListener>,
+}
+
+impl Bound {
+    /// Binds every listen address; errors name the address.
+    pub fn bind(udp: &[SocketAddr], tcp: &[SocketAddr]) -> io::Result<Bound> {
+        let named = |a: &SocketAddr, what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot bind SIP {what} {a}: {e}"))
+        };
+        let mut b = Bound {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        };
+        for a in udp {
+            let s = std::net::UdpSocket::bind(a).map_err(|e| named(a, "UDP", e))?;
+            s.set_nonblocking(true)?;
+            b.udp.push(s);
+        }
+        for a in tcp {
+            let s = std::net::TcpListener::bind(a).map_err(|e| named(a, "TCP", e))?;
+            s.set_nonblocking(true)?;
+            b.tcp.push(s);
+        }
+        Ok(b)
+    }
+
+    /// The addresses actually bound (port 0 resolved), UDP first.
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        let mut v = Vec::new();
+        for s in &self.udp {
+            v.push(s.local_addr()?);
+        }
+        for s in &self.tcp {
+            v.push(s.local_addr()?);
+        }
+        Ok(v)
+    }
+}
+
+/// Starts the plane's tasks on the current runtime; they run until the JoinSet is dropped
+/// or aborted.
+pub fn spawn(
+    core: Arc<SipCore>,
+    bound: Bound,
+    workers: usize,
+    queue: usize,
+    max_tcp: usize,
+) -> io::Result<JoinSet<()>> {
+    let mut udp = Vec::new();
+    for s in bound.udp {
+        udp.push(Arc::new(UdpSocket::from_std(s)?));
+    }
+    let shared = Arc::new(Shared {
+        core,
+        udp: udp.first().cloned(),
+        conns: Conns::new(max_tcp),
+        pool: Pool(ArrayQueue::new((workers * queue + 64).min(1 << 20))),
+    });
+    let mut set = JoinSet::new();
+    for sock in udp {
+        let mut txs = Vec::with_capacity(workers);
+        for _ in 0..workers.max(1) {
+            let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
+            txs.push(tx);
+            set.spawn(udp_worker(shared.clone(), sock.clone(), rx));
+        }
+        set.spawn(udp_receiver(shared.clone(), sock, txs));
+    }
+    for l in bound.tcp {
+        let l = TcpListener::from_std(l)?;
+        set.spawn(tcp_acceptor(shared.clone(), l));
+    }
+    Ok(set)
+}
+
+async fn udp_receiver(shared: Arc<Shared>, sock: Arc<UdpSocket>, txs: Vec<mpsc::Sender<Job>>) {
+    let mut big = vec![0u8; 65_535];
+    let mut next = 0usize;
+    let mut w = Worker::new();
+    loop {
+        let (n, src) = match sock.recv_from(&mut big).await {
+            Ok(x) => x,
+            // ICMP port unreachable from an earlier send shows up here on some systems.
+            Err(_) => continue,
+        };
+        let mut buf = shared.pool.get();
+        buf.extend_from_slice(&big[..n]);
+        let mut job = Job { buf, src };
+        let mut placed = false;
+        for k in 0..txs.len() {
+            let i = (next + k) % txs.len();
+            match txs[i].try_send(job) {
+                Ok(()) => {
+                    next = i + 1;
+                    placed = true;
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Full(j)) => job = j,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        if !placed {
+            // Every queue is full: answer 503 here (cheap) or drop, and move on.
+            let d = shared
+                .core
+                .overload(&mut w, &big[..n], src, Transport::Udp, 0);
+            shared.send(&w, d, Some(&sock)).await;
+        }
+    }
+}
+
+async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, mut rx: mpsc::Receiver<Job>) {
+    let mut w = Worker::new();
+    while let Some(job) = rx.recv().await {
+        let d = shared
+            .core
+            .handle(&mut w, &job.buf, job.src, Transport::Udp, 0, unix_now());
+        shared.send(&w, d, Some(&sock)).await;
+        shared.pool.put(job.buf);
+    }
+}
+
+async fn tcp_acceptor(shared: Arc<Shared>, l: TcpListener) {
+    loop {
+        let (stream, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(_) => {
+                // EMFILE and friends: back off a little instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (tx, rx) = mpsc::channel(CONN_QUEUE);
+        let Some(id) = shared.conns.insert(tx) else {
+            shared.core.metrics.tcp_refused.inc();
+            drop(stream);
+            continue;
+        };
+        shared.core.metrics.tcp_accepted.inc();
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(tcp_conn(shared.clone(), stream, peer, id, rx));
+    }
+}
+
+async fn tcp_conn(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u32,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer_shared = shared.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            let r = wr.write_all(&b).await;
+            writer_shared.pool.put(b);
+            if r.is_err() {
+                break;
+            }
+        }
+    });
+    let mut w = Worker::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16_384];
+    'conn: loop {
+        let n = match tokio::time::timeout(TCP_IDLE, rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            match frame(&buf) {
+                Ok(Some(f)) => {
+                    if f.pings > 0 {
+                        // RFC 5626 §3.5.1: answer each CRLFCRLF ping with a CRLF pong.
+                        if let Some(c) = shared.conns.get(id) {
+                            let mut b = shared.pool.get();
+                            for _ in 0..f.pings {
+                                b.extend_from_slice(b"\r\n");
+                            }
+                            let _ = c.tx.try_send(b);
+                        }
+                    }
+                    if f.len > 0 {
+                        let msg = &buf[f.skip..f.total()];
+                        let d =
+                            shared
+                                .core
+                                .handle(&mut w, msg, peer, Transport::Tcp, id, unix_now());
+                        shared.send(&w, d, None).await;
+                    }
+                    buf.drain(..f.total());
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The stream cannot be resynchronised: answer 400 if we can, then close.
+                    shared.core.metrics.parse_error(&e);
+                    let d = shared.core.handle(
+                        &mut w,
+                        &buf[..buf.len().min(MAX_MESSAGE)],
+                        peer,
+                        Transport::Tcp,
+                        id,
+                        unix_now(),
+                    );
+                    shared.send(&w, d, None).await;
+                    break 'conn;
+                }
+            }
+        }
+    }
+    shared.conns.remove(id);
+    // The writer ends when its queue is closed (the slot dropped our sender) and drained.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
