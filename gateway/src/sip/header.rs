@@ -48,6 +48,12 @@ fn expect(s: &[u8], i: usize, b: u8) -> Option<usize> {
 
 /// Parses one Via value. Linear white space is allowed around `/`, `:`, `;` and `=`
 /// (RFC 3261 §25.1 `SLASH`, `COLON`, `SEMI`, `EQUAL`; RFC 4475 §3.1.1.1).
+///
+/// The protocol name must be `SIP`; the protocol version is any token (RFC 3261 §25.1
+/// `protocol-version = token`). A version other than 2.0 is not refused here: RFC 4475
+/// §3.1.2.16 sends `SIP/7.0` in both the start line and the Via and expects 505, which the
+/// plane can only send back along a Via it could read. The start line decides the version
+/// ([`super::Kind::version_supported`]).
 pub fn parse_via(v: &[u8]) -> Result<Via<'_>, ParseError> {
     let s = trim(v);
     let (i, name) = take_token(s, 0);
@@ -55,8 +61,8 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, ParseError> {
     let (i, version) = take_token(s, i);
     let i = expect(s, i, b'/').ok_or(bad_via("sent-protocol is not NAME/VERSION/TRANSPORT"))?;
     let (i, transport) = take_token(s, i);
-    if !eq_ic(name, b"SIP") || version != b"2.0" || transport.is_empty() {
-        return Err(bad_via("sent-protocol is not SIP/2.0/<transport>"));
+    if !eq_ic(name, b"SIP") || version.is_empty() || transport.is_empty() {
+        return Err(bad_via("sent-protocol is not SIP/<version>/<transport>"));
     }
     let hs = skip_lws(s, i);
     if hs == i {
@@ -259,7 +265,10 @@ mod tests {
         let v = parse_via(b"SIP/2.0/TCP h.example.com;rport=1234").unwrap();
         assert_eq!(v.rport, Some(Some(1234)));
         assert!(parse_via(b"SIP/2.0/UDP 2001:db8::1;branch=z9hG4bK1").is_err());
-        assert!(parse_via(b"SIP/3.0/UDP h").is_err());
+        // RFC 4475 §3.1.2.16: another version is read (the start line gets the 505).
+        assert_eq!(parse_via(b"SIP/3.0/UDP h").unwrap().host_raw, b"h");
+        assert!(parse_via(b"XMPP/2.0/UDP h").is_err());
+        assert!(parse_via(b"SIP//UDP h").is_err());
         assert!(parse_via(b"SIP/2.0/UDP h;rport=x").is_err());
     }
 

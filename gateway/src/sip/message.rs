@@ -1,8 +1,8 @@
 //! The one-pass message indexer (RFC 3261 §7) and the lazy accessors on [`Message`].
 
-use super::header::{parse_name_addr, parse_via, NameAddr, Via};
+use super::header::{parse_name_addr, parse_via, NameAddr, Via, MAGIC_COOKIE};
 use super::scan::{all_token, eq_ic, parse_dec, trim, CommaList, Unfold};
-use super::uri::parse_uri;
+use super::uri::{parse_uri, Uri};
 use super::ParseError;
 
 /// Hard bound on indexed header lines; RFC 3261 sets none, a carrier's peers send ~20.
@@ -227,7 +227,8 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         cseq: (0, &[]),
         call_id: &[],
     };
-    // RFC 3261 §20.14, RFC 4475 §3.1.2.8/§3.1.2.10: one non-negative decimal, consistent.
+    // RFC 3261 §20.14: one non-negative decimal (RFC 4475 §3.1.2.3 sends -999), the same in
+    // every copy (RFC 4475 §3.3.9), and no more than the datagram holds (RFC 4475 §3.1.2.2).
     let mut content_length = None;
     for v in msg.headers("Content-Length") {
         let cl = parse_dec(v.raw(), u64::from(u32::MAX))
@@ -258,8 +259,9 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
     }
     drop(mf);
     msg.max_forwards = max_forwards;
-    // RFC 3261 §8.1.1.5 and §20.16: `CSeq: number method`, number below 2**31, and (§8.2.1
-    // example, RFC 4475 §3.1.2.14) the method must match the request's.
+    // RFC 3261 §8.1.1.5 and §20.16: `CSeq: number method`, number below 2**31 (RFC 4475
+    // §3.1.2.4 and §3.1.2.5 send larger ones), and the method must match the request's
+    // (RFC 4475 §3.1.2.17, §3.1.2.18).
     let cs = msg.single("CSeq")?;
     let cs = trim(cs);
     let sp = cs
@@ -283,13 +285,24 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         return Err(hdr("Call-ID", "empty or containing white space"));
     }
     msg.call_id = cid;
-    msg.top_via()?;
+    let top = msg.top_via()?;
+    // RFC 4475 §3.2.1: a branch that is the magic cookie alone claims an RFC 3261 transaction
+    // id and carries none. The RFC lets an element refuse it (400) or fall back to RFC 2543
+    // matching; refusing keeps every such request from one host off a single derived branch.
+    if matches!(kind, Kind::Request { .. }) && top.branch == Some(MAGIC_COOKIE) {
+        return Err(hdr(
+            "Via",
+            "branch is the magic cookie z9hG4bK with no transaction id after it",
+        ));
+    }
+    // The name-addr is read before the one-value check so that an unquoted display name
+    // with a comma (RFC 4475 §3.1.2.15) is reported as such, not as a list.
     let from = msg.single("From")?;
-    no_list(from, "From")?;
     parse_name_addr(from, "From")?;
+    no_list(from, "From")?;
     let to = msg.single("To")?;
-    no_list(to, "To")?;
     parse_name_addr(to, "To")?;
+    no_list(to, "To")?;
     Ok(msg)
 }
 
@@ -303,7 +316,8 @@ fn no_list(v: &[u8], name: &'static str) -> Result<(), ParseError> {
 
 fn parse_start_line(line: &[u8]) -> Result<Kind<'_>, ParseError> {
     // RFC 3261 §7.1: `Method SP Request-URI SP SIP-Version CRLF`, single SPs, no other
-    // white space (RFC 4475 §3.1.2.7, §3.1.2.11, §3.1.2.12 ask to refuse extra or trailing SP).
+    // white space (RFC 4475 §3.1.2.8 LWS inside the URI, §3.1.2.9 doubled SP, §3.1.2.10
+    // trailing SP: each may be refused with 400, which is what the codec does).
     let mut parts = line.splitn(3, |&b| b == b' ');
     let a = parts.next().unwrap_or(&[]);
     let b = parts
@@ -345,7 +359,15 @@ fn parse_start_line(line: &[u8]) -> Result<Kind<'_>, ParseError> {
             "the version is not SIP/x.y, or extra white space",
         ));
     }
-    parse_uri(b).map_err(|_| ParseError::BadRequestUri)?;
+    // RFC 3261 §19.1.1 (table of URI components): `?headers` are not allowed in a
+    // Request-URI. RFC 4475 §3.1.2.11: a proxy may refuse such a request (400) or drop the
+    // headers, but must never forward them; the stateless proxy forwards the start line as
+    // received, so it refuses.
+    if let Uri::Sip(u) = parse_uri(b).map_err(|_| ParseError::BadRequestUri)? {
+        if u.headers.is_some() {
+            return Err(ParseError::BadRequestUri);
+        }
+    }
     Ok(Kind::Request {
         method: a,
         uri: b,

@@ -25,7 +25,8 @@
 //!
 //! Standards: RFC 3261 (§7 messages, §16 proxies, §18 transport, §20 headers, §25 grammar),
 //! RFC 3581 (rport), RFC 5626 §3.5.1 (CRLF keep-alive), RFC 3325 (P-Asserted-Identity),
-//! RFC 3966 (tel URI). RFC 4475/5118 torture messages are still to be added as test vectors.
+//! RFC 3966 (tel URI). The RFC 4475 and RFC 5118 torture messages are test vectors (`torture.rs`,
+//! replayed from the fuzz corpus too).
 
 use std::fmt;
 
@@ -38,6 +39,8 @@ mod uri;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod torture;
 
 pub use header::{parse_name_addr, parse_via, NameAddr, Via, MAGIC_COOKIE};
 pub use message::{parse, same_header, HeaderValue, Kind, Message, MAX_HEADERS, MAX_MESSAGE};

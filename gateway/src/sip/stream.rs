@@ -55,18 +55,43 @@ pub fn frame(buf: &[u8]) -> Result<Option<Frame>, ParseError> {
         None => return Ok(None),
     };
     let mut cl: Option<u64> = None;
+    let head = &rest[..hend];
     // Skip the start line, then look for Content-Length / `l` at the start of a header line.
-    for line in rest[..hend].split(|&b| b == b'\n').skip(1) {
+    let mut pos = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(head.len(), |p| p + 1);
+    while pos < head.len() {
+        let line_end = head[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(head.len(), |p| pos + p + 1);
+        let line = &head[pos..line_end];
+        let start = pos;
+        pos = line_end;
+        if line.first().is_some_and(|b| matches!(b, b' ' | b'\t')) {
+            continue;
+        }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
         let name = trim(&line[..colon]);
-        if line.first().is_some_and(|b| matches!(b, b' ' | b'\t')) {
-            continue;
-        }
         if eq_ic(name, b"Content-Length") || eq_ic(name, b"l") {
-            let v = parse_dec(trim(&line[colon + 1..]), MAX_MESSAGE as u64)
-                .ok_or(ParseError::BadContentLength)?;
+            // RFC 3261 §7.3.1: the value may be folded onto continuation lines
+            // (`Content-Length:` CRLF SP `150`); take them along.
+            let mut value_end = line_end;
+            while value_end < head.len() && matches!(head[value_end], b' ' | b'\t') {
+                value_end = head[value_end..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(head.len(), |p| value_end + p + 1);
+            }
+            pos = value_end;
+            let v = parse_dec(
+                trim(&head[start + colon + 1..value_end]),
+                MAX_MESSAGE as u64,
+            )
+            .ok_or(ParseError::BadContentLength)?;
             if cl.is_some_and(|c| c != v) {
                 return Err(ParseError::BadContentLength);
             }
@@ -120,6 +145,14 @@ mod tests {
                 len: 0
             })
         );
+    }
+
+    #[test]
+    fn folded_content_length() {
+        let m = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length   :\r\n  4\r\nX: y\r\n\r\nbodyNEXT";
+        assert_eq!(frame_len(m).unwrap(), Some(m.len() - 4));
+        let l = b"OPTIONS sip:a@b SIP/2.0\r\nl:\r\n\t2 \r\n\r\nbo";
+        assert_eq!(frame_len(l).unwrap(), Some(l.len()));
     }
 
     #[test]

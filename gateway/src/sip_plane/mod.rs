@@ -447,6 +447,15 @@ impl SipCore {
                         return Dest::None;
                     }
                 };
+                // Never reflect a response to a broadcast, multicast or unspecified address
+                // (RFC 4475 §3.3.10: a Via can claim anything).
+                let unusable = ip.is_unspecified()
+                    || ip.is_multicast()
+                    || matches!(ip, IpAddr::V4(v) if v.is_broadcast());
+                if unusable {
+                    self.metrics.drops.unroutable.inc();
+                    return Dest::None;
+                }
                 self.metrics.forwarded_responses.inc();
                 Dest::Udp(SocketAddr::new(ip, hop.port))
             }

@@ -495,3 +495,18 @@ fn verdicts_are_counted_by_category() {
     assert_eq!(get("block", "impersonating-police"), 1, "{t:?}");
     assert_eq!(get("allow", "none"), 1, "{t:?}");
 }
+
+#[test]
+fn a_response_is_never_reflected_to_broadcast_or_multicast() {
+    let c = core(SipMode::Proxy);
+    let mut w = Worker::new();
+    for bad in ["255.255.255.255", "224.0.0.1", "0.0.0.0"] {
+        let resp = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKours\r\n\
+             Via: SIP/2.0/UDP {bad}:5080;branch=z9hG4bKuac\r\nFrom: <sip:a@x>;tag=1\r\n\
+             To: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let (d, _) = handle(&c, &mut w, resp.as_bytes(), NEXT);
+        assert_eq!(d, Dest::None, "{bad}");
+    }
+}
