@@ -53,7 +53,9 @@ fn engine(numbers: usize, r: &mut Rng) -> (Engine, Vec<String>) {
     csv.push_str("+86170,tag-me\n");
     let mut tags = String::from("number,kind,action,category,direction\n");
     for p in 0..300 {
-        tags.push_str(&format!("+86170{p:04},prefix,tag,virtual-operator,caller\n"));
+        tags.push_str(&format!(
+            "+86170{p:04},prefix,tag,virtual-operator,caller\n"
+        ));
     }
     let mut c = Compiler::new(
         CompileConfig {
@@ -128,7 +130,11 @@ Call-ID: 1-bench@127.0.0.1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
     ] {
         // Check once what the bench measures.
         let d = core.handle(&mut w, &set[0], uac, Transport::Udp, 0, 1);
-        assert_eq!(matches!(d, Dest::Udp(a) if a != uac), want_forward, "{name}");
+        assert_eq!(
+            matches!(d, Dest::Udp(a) if a != uac),
+            want_forward,
+            "{name}"
+        );
         let mut i = 0usize;
         // The clock advances 1 s per full pass, so every entry has expired when it comes round.
         let mut now = 1_000u64;

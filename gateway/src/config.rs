@@ -306,6 +306,12 @@ impl Config {
             parse_sockaddr(&format!("sip.listen_tcp[{i}]"), a)?;
         }
         if s.mode == SipMode::Proxy {
+            if s.listen_udp.is_empty() {
+                return Err(err(
+                    "sip.listen_udp",
+                    "proxy mode forwards over UDP from the first UDP listener: give at least one",
+                ));
+            }
             if s.next_hop.is_empty() {
                 return Err(err("sip.next_hop", "proxy mode needs a next hop (ip:port)"));
             }

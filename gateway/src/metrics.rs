@@ -12,7 +12,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -97,6 +97,8 @@ pub struct SipMetrics {
     pub tcp_refused: Counter,
     /// Time from the datagram in hand to the bytes out, per screened INVITE.
     pub screen_latency: Arc<Histogram>,
+    /// 1 for the running mode (`proxy` or `redirect`).
+    pub mode: Family<Labels, Gauge>,
 }
 
 /// Responses we generate, by status code (a fixed set; others count as `other`).
@@ -229,6 +231,7 @@ impl SipMetrics {
             tcp_accepted: Counter::default(),
             tcp_refused: Counter::default(),
             screen_latency: Arc::new(Histogram::default()),
+            mode: Family::default(),
         };
         let r = reg.sub_registry_with_prefix("sip");
         r.register("messages_received", "SIP messages received", rx);
@@ -278,6 +281,11 @@ impl SipMetrics {
             m.overload.clone(),
         );
         r.register(
+            "mode",
+            "The SIP plane's mode (proxy or redirect): 1 for the running one",
+            m.mode.clone(),
+        );
+        r.register(
             "tcp_connections_accepted",
             "TCP connections accepted",
             m.tcp_accepted.clone(),
@@ -320,6 +328,8 @@ impl SipMetrics {
 pub struct Metrics {
     pub registry: Registry,
     pub sip: SipMetrics,
+    /// Snapshot reloads refused (bad file, checksum, version …); the running one stayed.
+    pub reload_failures: Counter,
 }
 
 #[derive(Debug)]
@@ -387,11 +397,21 @@ impl Metrics {
     pub fn new(store: Arc<Store>) -> Metrics {
         let mut registry = Registry::default();
         let sip = SipMetrics::register(registry.sub_registry_with_prefix("dragnet"));
+        let reload_failures = Counter::default();
+        registry.register(
+            "dragnet_snapshot_reload_failures",
+            "Snapshot reloads refused (the running snapshot stayed)",
+            reload_failures.clone(),
+        );
         registry.register_collector(Box::new(StoreCollector {
             store,
             sip_latency: sip.screen_latency.clone(),
         }));
-        Metrics { registry, sip }
+        Metrics {
+            registry,
+            sip,
+            reload_failures,
+        }
     }
 
     /// The Prometheus text exposition.

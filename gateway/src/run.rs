@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -66,7 +65,6 @@ pub struct Gateway {
     pub sip_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     snapshot: Option<PathBuf>,
-    reload_failures: Arc<AtomicU64>,
     _tasks: JoinSet<()>,
 }
 
@@ -98,6 +96,11 @@ impl Gateway {
                 store.clone(),
                 metrics.sip.clone(),
             )?);
+            let mode = match s.mode {
+                crate::config::SipMode::Proxy => "proxy",
+                crate::config::SipMode::Redirect => "redirect",
+            };
+            metrics.sip.mode.get_or_create(&vec![("mode", mode)]).set(1);
             let mut set = net::spawn(
                 core.clone(),
                 bound,
@@ -109,7 +112,6 @@ impl Gateway {
             tasks.spawn(async move { while set.join_next().await.is_some() {} });
             sip = Some(core);
         }
-        let reload_failures = Arc::new(AtomicU64::new(0));
         let mut admin_addr = None;
         if !cfg.admin.listen.is_empty() {
             let a = parse_sockaddr("admin.listen", &cfg.admin.listen)?;
@@ -129,7 +131,6 @@ impl Gateway {
             sip_addrs,
             admin_addr,
             snapshot: cfg.rules.snapshot.clone(),
-            reload_failures,
             _tasks: tasks,
         })
     }
@@ -147,7 +148,7 @@ impl Gateway {
                 Ok(v)
             }
             Err(e) => {
-                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reload_failures.inc();
                 Err(e.to_string())
             }
         }

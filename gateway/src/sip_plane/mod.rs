@@ -1385,3 +1385,58 @@ pub fn fact_name(f: Fact) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// Fuzz entry point (`fuzz/fuzz_targets/sip_plane.rs`, replayed by `gateway/tests/fuzz_corpus.rs`):
+/// arbitrary bytes through the whole decision of both modes, over UDP and TCP, from the next
+/// hop and from elsewhere. Whatever goes out must parse as SIP again.
+pub fn fuzz_handle(data: &[u8]) {
+    use std::sync::OnceLock;
+    static CORES: OnceLock<Option<[SipCore; 2]>> = OnceLock::new();
+    let Some(cores) = CORES.get_or_init(|| {
+        let now = 1_795_392_000;
+        let make = |mode: SipMode| {
+            let mut cfg = crate::config::Config::embedded().ok()?;
+            cfg.sip.mode = mode;
+            let store = Arc::new(Store::new(crate::examples::engine(now).ok()?, now));
+            let m = crate::metrics::Metrics::new(store.clone());
+            let gw: SocketAddr = "127.0.0.1:5060".parse().ok()?;
+            SipCore::new(&cfg.sip, &[gw], store, m.sip.clone()).ok()
+        };
+        Some([make(SipMode::Proxy)?, make(SipMode::Redirect)?])
+    }) else {
+        return;
+    };
+    let mut w = Worker::new();
+    let srcs: [SocketAddr; 3] = [
+        SocketAddr::from(([127, 0, 0, 1], 5080)),
+        SocketAddr::from(([127, 0, 0, 1], 5070)),
+        SocketAddr::from(([127, 0, 0, 2], 5080)),
+    ];
+    for core in cores {
+        for src in srcs {
+            for (t, conn) in [(Transport::Udp, 0), (Transport::Tcp, 9)] {
+                let d = core.handle(&mut w, data, src, t, conn, 1_795_392_000);
+                if d != Dest::None {
+                    if w.out.starts_with(b"SIP/2.0 400 ") {
+                        // A salvaged 400 echoes the request's Via/From/To/Call-ID/CSeq as they
+                        // came (RFC 3261 §8.2.6.1; RFC 4475 §3.1.2 asks for the 400), so it
+                        // may hold the very value that was wrong — but its framing is sound.
+                        assert!(w.out.ends_with(b"\r\nContent-Length: 0\r\n\r\n"));
+                        let head = &w.out[..w.out.len() - 2];
+                        assert!(!head.contains(&0));
+                        for line in head.split(|&b| b == b'\n') {
+                            assert!(line.is_empty() || line.ends_with(b"\r"));
+                            assert!(!line[..line.len().saturating_sub(1)].contains(&b'\r'));
+                        }
+                    } else if let Err(e) = sip::parse(&w.out) {
+                        panic!(
+                            "the plane sent something that does not parse ({e}):\n{}",
+                            String::from_utf8_lossy(&w.out)
+                        );
+                    }
+                }
+                let _ = core.overload(&mut w, data, src, t, conn);
+            }
+        }
+    }
+}
