@@ -261,12 +261,19 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(&cfg.log);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.sip.workers.max(1))
-        .thread_name("dragnet")
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    // One worker: everything on this thread (no cross-thread wake-ups); more: a thread each.
+    let rt = if cfg.sip.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.sip.workers)
+            .thread_name("dragnet")
+            .enable_all()
+            .build()
+    }
+    .context("starting the runtime")?;
     rt.block_on(async move {
         let gw = dragnet_gateway::run::Gateway::start(&cfg, engine).await?;
         let a = gw.store.load();

@@ -93,8 +93,11 @@ pub struct SipConfig {
     pub next_hop: String,
     /// Worker tasks for UDP (and runtime threads). 1 = one core.
     pub workers: usize,
-    /// Datagrams waiting per worker before new INVITEs get 503.
+    /// Backlog bound: after this many datagrams read back to back without the socket running
+    /// dry, new INVITEs get 503 until it does (responses and in-dialog requests still flow).
     pub queue: usize,
+    /// UDP receive/send buffer (bytes) asked of the kernel: the queue in front of the plane.
+    pub socket_buffer: usize,
     /// Retry-After (seconds) on a 503 for overload.
     pub retry_after: u32,
     /// Most TCP connections at once; beyond it new ones are closed at once (counted).
@@ -131,6 +134,7 @@ impl Default for SipConfig {
             next_hop: "127.0.0.1:5070".into(),
             workers: 1,
             queue: 1024,
+            socket_buffer: 4 << 20,
             retry_after: 5,
             max_tcp_connections: 1024,
             transaction_seconds: 40,
@@ -325,6 +329,9 @@ impl Config {
         }
         if s.queue == 0 || s.queue > 1 << 20 {
             return Err(err("sip.queue", "must be 1..=1048576"));
+        }
+        if s.socket_buffer < 65_536 || s.socket_buffer > 1 << 30 {
+            return Err(err("sip.socket_buffer", "must be 65536..=1073741824 bytes"));
         }
         if s.max_tcp_connections == 0 || s.max_tcp_connections > 1 << 20 {
             return Err(err("sip.max_tcp_connections", "must be 1..=1048576"));

@@ -88,6 +88,7 @@ impl Gateway {
             let bound = Bound::bind(
                 &addrs("sip.listen_udp", &s.listen_udp)?,
                 &addrs("sip.listen_tcp", &s.listen_tcp)?,
+                s.socket_buffer,
             )?;
             sip_addrs = bound.local_addrs()?;
             let core = Arc::new(SipCore::new(

@@ -375,8 +375,29 @@ impl SipCore {
         }
     }
 
-    /// Overload: the worker queue is full. A new request (not ACK) gets 503 with Retry-After
-    /// (RFC 3261 §21.5.4); anything else is dropped. Both counted.
+    /// Overload: the plane is behind. A new INVITE (no To-tag) gets 503 with Retry-After
+    /// (RFC 3261 §21.5.4) at once; everything else — responses, ACK, CANCEL, in-dialog
+    /// requests — is handled as usual so that calls in progress complete. Counted.
+    pub fn handle_overloaded(
+        &self,
+        w: &mut Worker,
+        data: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+        conn: u32,
+        now: u64,
+    ) -> Dest {
+        let initial_invite = matches!(sip::parse(data), Ok(ref m)
+            if matches!(m.kind(), Kind::Request { method: b"INVITE", .. })
+                && m.to().ok().and_then(|t| t.tag).is_none());
+        if !initial_invite {
+            return self.handle(w, data, src, transport, conn, now);
+        }
+        self.overload(w, data, src, transport, conn)
+    }
+
+    /// Answers a request 503 + Retry-After without screening it (or drops what cannot be
+    /// answered). Counted in `dragnet_sip_overload_total`.
     pub fn overload(
         &self,
         w: &mut Worker,
@@ -1436,6 +1457,7 @@ pub fn fuzz_handle(data: &[u8]) {
                     }
                 }
                 let _ = core.overload(&mut w, data, src, t, conn);
+                let _ = core.handle_overloaded(&mut w, data, src, t, conn, 1_795_392_000);
             }
         }
     }

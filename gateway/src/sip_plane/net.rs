@@ -1,9 +1,13 @@
 //! The tokio shell of the SIP plane: UDP and TCP listeners around [`SipCore`].
 //!
-//! UDP: one receive task per socket hands datagrams (in pooled buffers) to `workers` worker
-//! tasks through bounded queues, round robin; when every queue is full the receive task answers
-//! the message itself with 503 + Retry-After (or drops it) — that is the overload bound, and
-//! it recovers by itself as the queues drain. TCP: one task per connection frames messages
+//! UDP: `workers` tasks per socket each drain the socket (`try_recv_from` until it would block)
+//! and handle every datagram inline, into their own buffers: no hand-off, no copy, one
+//! `recvfrom` and at most one `sendto` per message. The socket's receive buffer is the queue
+//! (`sip.socket_buffer` bytes). Its bound: when a task has read `sip.queue` datagrams back to
+//! back without the socket running dry, the plane is not keeping up, and from then until the
+//! socket is empty again new INVITEs are answered 503 + Retry-After straight away (cheap) while
+//! responses, ACKs, CANCELs and in-dialog requests are still handled, so calls in progress
+//! complete. It recovers by itself when load falls. TCP: one task per connection frames messages
 //! (RFC 3261 §18.3) and handles them inline; a connection table lets responses that arrive
 //! over UDP find the connection their request came on. No lock and no allocation per message
 //! once the pools are warm; nothing is logged per message.
@@ -109,11 +113,6 @@ impl Conns {
     }
 }
 
-struct Job {
-    buf: Vec<u8>,
-    src: SocketAddr,
-}
-
 /// Shared state of the running plane.
 #[derive(Debug)]
 struct Shared {
@@ -168,8 +167,9 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// Binds every listen address; errors name the address.
-    pub fn bind(udp: &[SocketAddr], tcp: &[SocketAddr]) -> io::Result<Bound> {
+    /// Binds every listen address (UDP with `socket_buffer` bytes of receive and send buffer,
+    /// as far as the kernel allows); errors name the address.
+    pub fn bind(udp: &[SocketAddr], tcp: &[SocketAddr], socket_buffer: usize) -> io::Result<Bound> {
         let named = |a: &SocketAddr, what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("cannot bind SIP {what} {a}: {e}"))
         };
@@ -178,9 +178,17 @@ impl Bound {
             tcp: Vec::new(),
         };
         for a in udp {
-            let s = std::net::UdpSocket::bind(a).map_err(|e| named(a, "UDP", e))?;
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(*a),
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )?;
+            // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+            let _ = s.set_recv_buffer_size(socket_buffer);
+            let _ = s.set_send_buffer_size(socket_buffer);
+            s.bind(&(*a).into()).map_err(|e| named(a, "UDP", e))?;
             s.set_nonblocking(true)?;
-            b.udp.push(s);
+            b.udp.push(s.into());
         }
         for a in tcp {
             let s = std::net::TcpListener::bind(a).map_err(|e| named(a, "TCP", e))?;
@@ -220,17 +228,13 @@ pub fn spawn(
         core,
         udp: udp.first().cloned(),
         conns: Conns::new(max_tcp),
-        pool: Pool(ArrayQueue::new((workers * queue + 64).min(1 << 20))),
+        pool: Pool(ArrayQueue::new(1024)),
     });
     let mut set = JoinSet::new();
     for sock in udp {
-        let mut txs = Vec::with_capacity(workers);
         for _ in 0..workers.max(1) {
-            let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
-            txs.push(tx);
-            set.spawn(udp_worker(shared.clone(), sock.clone(), rx));
+            set.spawn(udp_worker(shared.clone(), sock.clone(), queue.max(1)));
         }
-        set.spawn(udp_receiver(shared.clone(), sock, txs));
     }
     for l in bound.tcp {
         let l = TcpListener::from_std(l)?;
@@ -239,50 +243,39 @@ pub fn spawn(
     Ok(set)
 }
 
-async fn udp_receiver(shared: Arc<Shared>, sock: Arc<UdpSocket>, txs: Vec<mpsc::Sender<Job>>) {
-    let mut big = vec![0u8; 65_535];
-    let mut next = 0usize;
+async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, queue: usize) {
     let mut w = Worker::new();
+    let mut buf = vec![0u8; 65_535];
     loop {
-        let (n, src) = match sock.recv_from(&mut big).await {
-            Ok(x) => x,
-            // ICMP port unreachable from an earlier send shows up here on some systems.
-            Err(_) => continue,
-        };
-        let mut buf = shared.pool.get();
-        buf.extend_from_slice(&big[..n]);
-        let mut job = Job { buf, src };
-        let mut placed = false;
-        for k in 0..txs.len() {
-            let i = (next + k) % txs.len();
-            match txs[i].try_send(job) {
-                Ok(()) => {
-                    next = i + 1;
-                    placed = true;
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Full(j)) => job = j,
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+        if sock.readable().await.is_err() {
+            continue;
+        }
+        // Datagrams read back to back since the socket was last found empty.
+        let mut burst = 0usize;
+        loop {
+            let (n, src) = match sock.try_recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors of earlier sends surface here on some systems: not ours to act on.
+                Err(_) => continue,
+            };
+            burst += 1;
+            let now = unix_now();
+            let d = if burst > queue {
+                shared
+                    .core
+                    .handle_overloaded(&mut w, &buf[..n], src, Transport::Udp, 0, now)
+            } else {
+                shared
+                    .core
+                    .handle(&mut w, &buf[..n], src, Transport::Udp, 0, now)
+            };
+            shared.send(&w, d, Some(&sock)).await;
+            if burst % 256 == 0 {
+                // Let the other tasks of this thread (TCP, admin) run during long bursts.
+                tokio::task::yield_now().await;
             }
         }
-        if !placed {
-            // Every queue is full: answer 503 here (cheap) or drop, and move on.
-            let d = shared
-                .core
-                .overload(&mut w, &big[..n], src, Transport::Udp, 0);
-            shared.send(&w, d, Some(&sock)).await;
-        }
-    }
-}
-
-async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, mut rx: mpsc::Receiver<Job>) {
-    let mut w = Worker::new();
-    while let Some(job) = rx.recv().await {
-        let d = shared
-            .core
-            .handle(&mut w, &job.buf, job.src, Transport::Udp, 0, unix_now());
-        shared.send(&w, d, Some(&sock)).await;
-        shared.pool.put(job.buf);
     }
 }
 

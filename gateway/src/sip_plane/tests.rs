@@ -386,6 +386,32 @@ fn overload_answers_503_with_retry_after() {
     assert_eq!(status(&out), 503);
     assert!(out.contains("Retry-After: 5\r\n"), "{out}");
     assert_eq!(c.metrics.overload.get(), 1);
+    // Behind on load: a new INVITE gets 503 unscreened, but a response and an in-dialog
+    // request still flow, so calls in progress complete.
+    let d = c.handle_overloaded(&mut w, &m, addr(UAC), Transport::Udp, 0, NOW);
+    assert_eq!(d, Dest::Udp(addr(UAC)));
+    assert_eq!(status(&String::from_utf8_lossy(&w.out)), 503);
+    let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKours\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKuac\r\nFrom: <sip:a@x>;tag=1\r\n\
+        To: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    let d = c.handle_overloaded(&mut w, resp.as_bytes(), addr(NEXT), Transport::Udp, 0, NOW);
+    assert_eq!(
+        d,
+        Dest::Udp(addr(UAC)),
+        "responses are relayed under overload"
+    );
+    let bye = String::from_utf8(m)
+        .unwrap()
+        .replacen("INVITE sip", "BYE sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 2 BYE")
+        .replace("user=phone>\r\nCall-ID", "user=phone>;tag=x\r\nCall-ID");
+    let d = c.handle_overloaded(&mut w, bye.as_bytes(), addr(UAC), Transport::Udp, 0, NOW);
+    assert_eq!(
+        d,
+        Dest::Udp(addr(NEXT)),
+        "in-dialog requests are forwarded under overload"
+    );
+    assert_eq!(c.metrics.overload.get(), 2);
 }
 
 #[test]
