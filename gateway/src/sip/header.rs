@@ -102,17 +102,20 @@ pub fn parse_via(v: &[u8]) -> Result<Via<'_>, ParseError> {
         Some(b';') => &s[k + 1..],
         Some(_) => return Err(bad_via("unexpected text after sent-by")),
     };
-    let ps = Params::new(params);
-    if !ps.valid() {
-        return Err(bad_via("malformed parameter"));
+    // One pass: validate every parameter and keep the first branch, received and rport.
+    let (mut branch, mut received, mut rport_raw) = (None, None, None);
+    for p in Params::new(params) {
+        let p = p.map_err(|()| bad_via("malformed parameter"))?;
+        if branch.is_none() && eq_ic(p.name, b"branch") {
+            branch = Some(p.value.ok_or(bad_via("branch parameter without a value"))?);
+        } else if received.is_none() && eq_ic(p.name, b"received") {
+            received = Some(p.value);
+        } else if rport_raw.is_none() && eq_ic(p.name, b"rport") {
+            rport_raw = Some(p.value);
+        }
     }
-    let branch = match ps.get(b"branch") {
-        Some(Some(b)) => Some(b),
-        Some(None) => return Err(bad_via("branch parameter without a value")),
-        None => None,
-    };
-    let received = ps.get(b"received").flatten();
-    let rport = match ps.get(b"rport") {
+    let received = received.flatten();
+    let rport = match rport_raw {
         None => None,
         Some(None) => Some(None),
         Some(Some(p)) => Some(Some(
@@ -219,9 +222,13 @@ pub fn parse_name_addr<'a>(v: &'a [u8], name: &'static str) -> Result<NameAddr<'
         Some(b';') => &rest[1..],
         Some(_) => return Err(bad(name, "unexpected text after the URI")),
     };
-    let ps = Params::new(params);
-    if !ps.valid() {
-        return Err(bad(name, "malformed header parameter"));
+    // One pass: validate every parameter and keep the first tag.
+    let mut tag = None;
+    for p in Params::new(params) {
+        let p = p.map_err(|()| bad(name, "malformed header parameter"))?;
+        if tag.is_none() && eq_ic(p.name, b"tag") {
+            tag = Some(p.value);
+        }
     }
     let uri = parse_uri(uri_raw).map_err(|_| bad(name, "the URI is malformed"))?;
     Ok(NameAddr {
@@ -229,7 +236,7 @@ pub fn parse_name_addr<'a>(v: &'a [u8], name: &'static str) -> Result<NameAddr<'
         display_quoted,
         uri,
         uri_raw,
-        tag: ps.get(b"tag").flatten(),
+        tag: tag.flatten(),
         params,
     })
 }

@@ -123,6 +123,11 @@ pub struct Message<'a> {
     max_forwards: Option<u32>,
     cseq: (u32, &'a [u8]),
     call_id: &'a [u8],
+    /// Parsed once by [`parse`] (which must validate them anyway) and handed out as copies:
+    /// screening and splicing ask for them several times per message.
+    top_via: Option<Via<'a>>,
+    from: Option<NameAddr<'a>>,
+    to: Option<NameAddr<'a>>,
 }
 
 fn hdr(name: &'static str, reason: &'static str) -> ParseError {
@@ -226,6 +231,9 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
         max_forwards: None,
         cseq: (0, &[]),
         call_id: &[],
+        top_via: None,
+        from: None,
+        to: None,
     };
     // RFC 3261 §20.14: one non-negative decimal (RFC 4475 §3.1.2.3 sends -999), the same in
     // every copy (RFC 4475 §3.3.9), and no more than the datagram holds (RFC 4475 §3.1.2.2).
@@ -298,11 +306,14 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
     // The name-addr is read before the one-value check so that an unquoted display name
     // with a comma (RFC 4475 §3.1.2.15) is reported as such, not as a list.
     let from = msg.single("From")?;
-    parse_name_addr(from, "From")?;
+    let from_na = parse_name_addr(from, "From")?;
     no_list(from, "From")?;
     let to = msg.single("To")?;
-    parse_name_addr(to, "To")?;
+    let to_na = parse_name_addr(to, "To")?;
     no_list(to, "To")?;
+    msg.top_via = Some(top);
+    msg.from = Some(from_na);
+    msg.to = Some(to_na);
     Ok(msg)
 }
 
@@ -489,6 +500,9 @@ impl<'a> Message<'a> {
 
     /// The top Via (RFC 3261 §16.7 step 3, §18.2.1).
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
+        if let Some(v) = self.top_via {
+            return Ok(v);
+        }
         self.vias()
             .next()
             .unwrap_or(Err(ParseError::MissingHeader("Via")))
@@ -496,12 +510,18 @@ impl<'a> Message<'a> {
 
     /// The From header.
     pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {
-        parse_name_addr(self.single("From")?, "From")
+        match self.from {
+            Some(f) => Ok(f),
+            None => parse_name_addr(self.single("From")?, "From"),
+        }
     }
 
     /// The To header.
     pub fn to(&self) -> Result<NameAddr<'a>, ParseError> {
-        parse_name_addr(self.single("To")?, "To")
+        match self.to {
+            Some(t) => Ok(t),
+            None => parse_name_addr(self.single("To")?, "To"),
+        }
     }
 
     /// RFC 3325 §9.1: the first P-Asserted-Identity value; trust is the caller's decision.
