@@ -141,10 +141,7 @@ fn u32_of(i: usize) -> u32 {
 
 /// Index of the next LF at or after `from`.
 fn next_lf(buf: &[u8], from: usize) -> Option<usize> {
-    buf.get(from..)?
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| from + p)
+    memchr::memchr(b'\n', buf.get(from..)?).map(|p| from + p)
 }
 
 /// Content end of a line ending at `lf` (a CR before the LF is not content).
@@ -193,9 +190,7 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
             prev.value_end = u32_of(ce);
             prev.end = u32_of(lf + 1);
         } else {
-            let colon = line
-                .iter()
-                .position(|&b| b == b':')
+            let colon = memchr::memchr(b':', line)
                 .ok_or(ParseError::BadHeaderLine("header line without ':'"))?;
             // RFC 3261 §7.3.1: `field-name HCOLON`, HCOLON = *( SP / HTAB ) ":" SWS.
             let raw_name = &line[..colon];
@@ -319,7 +314,8 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
 
 /// RFC 3261 §7.3.1: From, To, Call-ID and CSeq take one value, never a list.
 fn no_list(v: &[u8], name: &'static str) -> Result<(), ParseError> {
-    if CommaList::new(v).nth(1).is_some() {
+    // Without a comma there is no list (the common case, decided by one SIMD scan).
+    if memchr::memchr(b',', v).is_some() && CommaList::new(v).nth(1).is_some() {
         return Err(hdr(name, "holds more than one value"));
     }
     Ok(())
