@@ -298,6 +298,13 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
                 println!("sip {t} {addr} mode {:?}", core.mode());
             }
         }
+        if gw.dns.is_some() {
+            let n_udp = cfg.dns.listen_udp.len();
+            for (i, addr) in gw.dns_addrs.iter().enumerate() {
+                let t = if i < n_udp { "udp" } else { "tcp" };
+                println!("dns {t} {addr} upstreams {}", cfg.dns.upstreams.join(","));
+            }
+        }
         if let Some(addr) = gw.admin_addr {
             println!("admin http://{addr}/metrics");
         }

@@ -18,6 +18,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub sip: SipConfig,
+    pub dns: DnsConfig,
 }
 
 /// Where the rule snapshot comes from.
@@ -234,6 +235,89 @@ impl Default for WarnConfig {
     }
 }
 
+/// What a DNS answer to a listed name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsPolicy {
+    /// RCODE NXDOMAIN with a synthetic SOA (RFC 2308).
+    Nxdomain,
+    /// NOERROR with no records.
+    Nodata,
+    /// RCODE REFUSED.
+    Refused,
+    /// A/AAAA of the warning page (`sinkhole_v4` / `sinkhole_v6`).
+    Sinkhole,
+    /// A CNAME to `cname` (a walled garden).
+    Cname,
+    /// Answer normally (forward); the hit is only counted.
+    Log,
+    /// No answer at all.
+    Drop,
+}
+
+/// The DNS plane.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub enabled: bool,
+    pub listen_udp: Vec<String>,
+    pub listen_tcp: Vec<String>,
+    /// Resolvers everything else is forwarded to (`ip:port`), tried in turn.
+    pub upstreams: Vec<String>,
+    /// Milliseconds before an upstream query is given up (SERVFAIL to the client).
+    pub timeout_ms: u64,
+    /// Client networks served; others get REFUSED (not an open resolver).
+    pub allow: Vec<String>,
+    /// UDP worker tasks.
+    pub workers: usize,
+    /// Our EDNS UDP payload size (RFC 6891), also the cap of answers over UDP.
+    pub udp_size: u16,
+    /// Answers cached per worker (packet cache of upstream answers).
+    pub cache_entries: usize,
+    /// Longest time an upstream answer is cached, seconds.
+    pub cache_max_ttl: u32,
+    /// Queries per second per client address (0 = no limit); beyond it: REFUSED.
+    pub rate_limit: u32,
+    /// TTL of synthesized records and of negative answers.
+    pub answer_ttl: u32,
+    pub negative_ttl: u32,
+    /// What a block is answered with, unless the rule (RPZ) or its category says otherwise.
+    pub block: DnsPolicy,
+    /// What a warn is answered with (e.g. `sinkhole` to a warning page).
+    pub warn: DnsPolicy,
+    pub sinkhole_v4: Vec<String>,
+    pub sinkhole_v6: Vec<String>,
+    pub cname: String,
+    /// Per-category block policy (key: the rule category).
+    pub category: BTreeMap<String, DnsPolicy>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: true,
+            listen_udp: vec!["127.0.0.1:5353".into()],
+            listen_tcp: vec!["127.0.0.1:5353".into()],
+            upstreams: vec!["127.0.0.53:53".into()],
+            timeout_ms: 2000,
+            allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            workers: 1,
+            udp_size: 1232,
+            cache_entries: 100_000,
+            cache_max_ttl: 3600,
+            rate_limit: 0,
+            answer_ttl: 60,
+            negative_ttl: 60,
+            block: DnsPolicy::Nxdomain,
+            warn: DnsPolicy::Sinkhole,
+            sinkhole_v4: vec!["127.0.0.1".into()],
+            sinkhole_v6: vec!["::1".into()],
+            cname: "walled-garden.example".into(),
+            category: BTreeMap::new(),
+        }
+    }
+}
+
 /// A configuration error: which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -293,6 +377,7 @@ impl Config {
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(err("log.format", "must be \"human\" or \"json\""));
         }
+        self.dns.validate()?;
         let s = &self.sip;
         if !s.enabled {
             return Ok(());
@@ -386,6 +471,78 @@ impl Config {
                     "must be a sip:, sips: or tel: URI without spaces",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl DnsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let d = self;
+        if !d.enabled {
+            return Ok(());
+        }
+        if d.listen_udp.is_empty() && d.listen_tcp.is_empty() {
+            return Err(err(
+                "dns.listen_udp",
+                "the DNS plane is enabled but listens nowhere",
+            ));
+        }
+        for (i, a) in d.listen_udp.iter().enumerate() {
+            parse_sockaddr(&format!("dns.listen_udp[{i}]"), a)?;
+        }
+        for (i, a) in d.listen_tcp.iter().enumerate() {
+            parse_sockaddr(&format!("dns.listen_tcp[{i}]"), a)?;
+        }
+        if d.upstreams.is_empty() {
+            return Err(err(
+                "dns.upstreams",
+                "at least one upstream resolver (ip:port)",
+            ));
+        }
+        for (i, a) in d.upstreams.iter().enumerate() {
+            parse_sockaddr(&format!("dns.upstreams[{i}]"), a)?;
+        }
+        for (i, c) in d.allow.iter().enumerate() {
+            Cidr::parse(c).map_err(|e| err(format!("dns.allow[{i}]"), e))?;
+        }
+        if d.timeout_ms == 0 || d.timeout_ms > 60_000 {
+            return Err(err("dns.timeout_ms", "must be 1..=60000"));
+        }
+        if d.workers == 0 || d.workers > 256 {
+            return Err(err("dns.workers", "must be 1..=256"));
+        }
+        if d.udp_size < 512 {
+            return Err(err(
+                "dns.udp_size",
+                "must be at least 512 (RFC 6891 §6.2.5)",
+            ));
+        }
+        for (i, a) in d.sinkhole_v4.iter().enumerate() {
+            a.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                err(
+                    format!("dns.sinkhole_v4[{i}]"),
+                    format!("{a:?} is not an IPv4 address"),
+                )
+            })?;
+        }
+        for (i, a) in d.sinkhole_v6.iter().enumerate() {
+            a.parse::<std::net::Ipv6Addr>().map_err(|_| {
+                err(
+                    format!("dns.sinkhole_v6[{i}]"),
+                    format!("{a:?} is not an IPv6 address"),
+                )
+            })?;
+        }
+        let mut wire = [0u8; 255];
+        let uses_cname = d.block == DnsPolicy::Cname
+            || d.warn == DnsPolicy::Cname
+            || d.category.values().any(|p| *p == DnsPolicy::Cname);
+        if uses_cname && crate::dns::name_to_wire(d.cname.as_bytes(), &mut wire).is_none() {
+            return Err(err(
+                "dns.cname",
+                format!("{:?} is not a domain name", d.cname),
+            ));
         }
         Ok(())
     }

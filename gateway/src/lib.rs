@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod dns;
+pub mod dns_plane;
 pub mod examples;
 pub mod metrics;
 pub mod run;

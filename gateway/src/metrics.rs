@@ -323,11 +323,153 @@ impl SipMetrics {
     }
 }
 
+/// DNS plane counters.
+#[derive(Debug, Clone)]
+pub struct DnsMetrics {
+    /// Well-formed queries received.
+    pub queries: Counter,
+    /// Queries that could not be parsed (FORMERR/NOTIMP/BADVERS sent when possible).
+    pub malformed: Counter,
+    /// Queries not answered at all (unreadable, RPZ drop).
+    pub dropped: Counter,
+    /// Clients outside `dns.allow` (REFUSED).
+    pub refused_clients: Counter,
+    /// Clients over `dns.rate_limit` (REFUSED).
+    pub rate_limited: Counter,
+    answers: Family<Labels, Counter>,
+    a_noerror: Counter,
+    a_nxdomain: Counter,
+    a_servfail: Counter,
+    a_refused: Counter,
+    a_formerr: Counter,
+    a_other: Counter,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    /// Queries sent upstream, and their failures.
+    pub forwarded: Counter,
+    pub upstream_timeouts: Counter,
+    pub upstream_errors: Counter,
+    /// Truncated upstream answers retried over TCP (RFC 7766).
+    pub tcp_retries: Counter,
+    /// Upstream round trip.
+    pub upstream_latency: Arc<Histogram>,
+}
+
+impl DnsMetrics {
+    fn register(reg: &mut Registry) -> DnsMetrics {
+        let answers: Family<Labels, Counter> = Family::default();
+        let c = |r: &'static str| answers.get_or_create(&vec![("rcode", r)]).clone();
+        let m = DnsMetrics {
+            queries: Counter::default(),
+            malformed: Counter::default(),
+            dropped: Counter::default(),
+            refused_clients: Counter::default(),
+            rate_limited: Counter::default(),
+            a_noerror: c("noerror"),
+            a_nxdomain: c("nxdomain"),
+            a_servfail: c("servfail"),
+            a_refused: c("refused"),
+            a_formerr: c("formerr"),
+            a_other: c("other"),
+            answers,
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            forwarded: Counter::default(),
+            upstream_timeouts: Counter::default(),
+            upstream_errors: Counter::default(),
+            tcp_retries: Counter::default(),
+            upstream_latency: Arc::new(Histogram::default()),
+        };
+        let r = reg.sub_registry_with_prefix("dns");
+        r.register(
+            "queries",
+            "Well-formed DNS queries received",
+            m.queries.clone(),
+        );
+        r.register(
+            "malformed",
+            "Queries that could not be parsed",
+            m.malformed.clone(),
+        );
+        r.register(
+            "dropped",
+            "Queries not answered (unreadable, RPZ drop)",
+            m.dropped.clone(),
+        );
+        r.register(
+            "refused_clients",
+            "Queries from clients outside dns.allow",
+            m.refused_clients.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Queries over the per-client rate limit",
+            m.rate_limited.clone(),
+        );
+        r.register(
+            "answers",
+            "Answers the gateway built itself (policy, errors), by RCODE",
+            m.answers.clone(),
+        );
+        r.register(
+            "cache_hits",
+            "Queries answered from the packet cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Forwardable queries not in the cache",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "forwarded",
+            "Queries sent to an upstream resolver",
+            m.forwarded.clone(),
+        );
+        r.register(
+            "upstream_timeouts",
+            "Upstream queries that timed out (SERVFAIL sent)",
+            m.upstream_timeouts.clone(),
+        );
+        r.register(
+            "upstream_errors",
+            "Upstream sends or answers that failed",
+            m.upstream_errors.clone(),
+        );
+        r.register(
+            "tcp_retries",
+            "Truncated upstream answers retried over TCP",
+            m.tcp_retries.clone(),
+        );
+        m
+    }
+
+    /// Counts an answer we built, by RCODE label.
+    #[inline]
+    pub fn answered(&self, rcode: &'static str) {
+        match rcode {
+            "noerror" => &self.a_noerror,
+            "nxdomain" => &self.a_nxdomain,
+            "servfail" => &self.a_servfail,
+            "refused" => &self.a_refused,
+            "formerr" => &self.a_formerr,
+            _ => &self.a_other,
+        }
+        .inc();
+    }
+
+    /// The count of answers with one RCODE label (tests, status).
+    pub fn answers(&self, rcode: &'static str) -> u64 {
+        self.answers.get_or_create(&vec![("rcode", rcode)]).get()
+    }
+}
+
 /// Everything a gateway exports.
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
     pub sip: SipMetrics,
+    pub dns: DnsMetrics,
     /// Snapshot reloads refused (bad file, checksum, version …); the running one stayed.
     pub reload_failures: Counter,
 }
@@ -336,6 +478,7 @@ pub struct Metrics {
 struct StoreCollector {
     store: Arc<Store>,
     sip_latency: Arc<Histogram>,
+    dns_latency: Arc<Histogram>,
 }
 
 impl Collector for StoreCollector {
@@ -389,6 +532,11 @@ impl Collector for StoreCollector {
             "dragnet_sip_screen_duration_seconds",
             "Per screened INVITE: from the message in hand to the answer or forward built",
             &mut e,
+        )?;
+        self.dns_latency.encode(
+            "dragnet_dns_upstream_duration_seconds",
+            "Upstream resolver round trip per forwarded query",
+            &mut e,
         )
     }
 }
@@ -397,6 +545,7 @@ impl Metrics {
     pub fn new(store: Arc<Store>) -> Metrics {
         let mut registry = Registry::default();
         let sip = SipMetrics::register(registry.sub_registry_with_prefix("dragnet"));
+        let dns = DnsMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let reload_failures = Counter::default();
         registry.register(
             "dragnet_snapshot_reload_failures",
@@ -406,10 +555,12 @@ impl Metrics {
         registry.register_collector(Box::new(StoreCollector {
             store,
             sip_latency: sip.screen_latency.clone(),
+            dns_latency: dns.upstream_latency.clone(),
         }));
         Metrics {
             registry,
             sip,
+            dns,
             reload_failures,
         }
     }

@@ -63,6 +63,9 @@ pub struct Gateway {
     pub sip: Option<Arc<SipCore>>,
     /// SIP addresses bound (UDP first, then TCP).
     pub sip_addrs: Vec<SocketAddr>,
+    pub dns: Option<Arc<crate::dns_plane::DnsCore>>,
+    /// DNS addresses bound (UDP first, then TCP).
+    pub dns_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     snapshot: Option<PathBuf>,
     _tasks: JoinSet<()>,
@@ -113,6 +116,35 @@ impl Gateway {
             tasks.spawn(async move { while set.join_next().await.is_some() {} });
             sip = Some(core);
         }
+        let mut dns = None;
+        let mut dns_addrs = Vec::new();
+        if cfg.dns.enabled {
+            let d = &cfg.dns;
+            let addrs = |key: &str, v: &[String]| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, a)| parse_sockaddr(&format!("{key}[{i}]"), a))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            let (udp, tcp) = crate::dns_plane::net::bind(
+                &addrs("dns.listen_udp", &d.listen_udp)?,
+                &addrs("dns.listen_tcp", &d.listen_tcp)?,
+            )?;
+            for s in &udp {
+                dns_addrs.push(s.local_addr()?);
+            }
+            for s in &tcp {
+                dns_addrs.push(s.local_addr()?);
+            }
+            let core = Arc::new(crate::dns_plane::DnsCore::new(
+                d,
+                store.clone(),
+                metrics.dns.clone(),
+            )?);
+            let mut set = crate::dns_plane::net::spawn(core.clone(), udp, tcp, d.workers)?;
+            tasks.spawn(async move { while set.join_next().await.is_some() {} });
+            dns = Some(core);
+        }
         let mut admin_addr = None;
         if !cfg.admin.listen.is_empty() {
             let a = parse_sockaddr("admin.listen", &cfg.admin.listen)?;
@@ -130,6 +162,8 @@ impl Gateway {
             metrics,
             sip,
             sip_addrs,
+            dns,
+            dns_addrs,
             admin_addr,
             snapshot: cfg.rules.snapshot.clone(),
             _tasks: tasks,

@@ -18,13 +18,15 @@ use dragnet_rules::{Action, Engine};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Plane {
     Sip = 0,
+    Dns = 1,
 }
 
 impl Plane {
-    pub const ALL: [Plane; 1] = [Plane::Sip];
+    pub const ALL: [Plane; 2] = [Plane::Sip, Plane::Dns];
     pub fn as_str(self) -> &'static str {
         match self {
             Plane::Sip => "sip",
+            Plane::Dns => "dns",
         }
     }
 }

@@ -499,6 +499,12 @@ impl Engine {
         Number::parse(s, &self.plan).ok()
     }
 
+    /// The DNS action a rule carries (RPZ local data, NXDOMAIN, drop …), without allocating.
+    pub fn dns_action(&self, r: RuleRef) -> Option<&DnsAction> {
+        let pol_ix = *self.t.rules.get(2 * r.0 as usize)? as usize;
+        self.t.meta.policies.get(pol_ix)?.dns.as_ref()
+    }
+
     /// The rule's own id bytes, if it has one (binary search of the id index).
     fn own_id(&self, r: RuleRef) -> Option<&[u8]> {
         let ix = &self.t.id_index;
