@@ -185,18 +185,15 @@ impl DnsCore {
         let name = q.name_into(&mut w.name);
         let v = a.engine.check_domain(name, now);
         a.count(Plane::Dns, v.action, v.rule.map(|_| v.category));
-        let policy = match v.action {
-            Action::Allow | Action::Tag => return Step::Forward,
-            Action::Warn => Policy::Config(self.warn),
-            Action::Block => {
-                let rpz = v.rule.and_then(|r| a.engine.dns_action(r));
-                match rpz {
-                    Some(d) => Policy::Rpz(d),
-                    None => {
-                        let cat = v.rule.map_or("", |_| a.engine.category(v.category));
-                        Policy::Config(*self.by_category.get(cat).unwrap_or(&self.block))
-                    }
-                }
+        // An RPZ rule's own action wins; then the category's policy, then the configured one.
+        let rpz = v.rule.and_then(|r| a.engine.dns_action(r));
+        let policy = match (v.action, rpz) {
+            (Action::Allow | Action::Tag, _) => return Step::Forward,
+            (_, Some(d)) => Policy::Rpz(d),
+            (Action::Warn, None) => Policy::Config(self.warn),
+            (Action::Block, None) => {
+                let cat = v.rule.map_or("", |_| a.engine.category(v.category));
+                Policy::Config(*self.by_category.get(cat).unwrap_or(&self.block))
             }
         };
         let opts = self.opts(stream, a.generation);
