@@ -296,8 +296,8 @@ impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
             enabled: true,
-            listen_udp: vec!["127.0.0.1:5353".into()],
-            listen_tcp: vec!["127.0.0.1:5353".into()],
+            listen_udp: vec!["127.0.0.1:5053".into()],
+            listen_tcp: vec!["127.0.0.1:5053".into()],
             upstreams: vec!["127.0.0.53:53".into()],
             timeout_ms: 2000,
             allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
