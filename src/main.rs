@@ -275,6 +275,7 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
     }
     .context("starting the runtime")?;
     rt.block_on(async move {
+        let signals = install_signals()?;
         let gw = dragnet_gateway::run::Gateway::start(&cfg, engine).await?;
         let a = gw.store.load();
         tracing::info!(
@@ -309,38 +310,56 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
             println!("admin http://{addr}/metrics");
         }
         println!("ready");
-        wait_for_signals(&gw).await;
+        wait_for_signals(&gw, signals).await;
         tracing::info!("shutting down");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The signals the gateway obeys, installed before it says `ready` (a SIGHUP sent right after
+/// must reload, not kill).
 #[cfg(unix)]
-async fn wait_for_signals(gw: &dragnet_gateway::run::Gateway) {
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+fn install_signals() -> Result<Signals> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
+    Ok(Signals {
+        hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(gw: &dragnet_gateway::run::Gateway, mut s: Signals) {
     loop {
         tokio::select! {
-            _ = hup.recv() => match gw.reload() {
+            _ = s.hup.recv() => match gw.reload() {
                 Ok(v) => tracing::info!(version = v, "snapshot reloaded"),
                 Err(e) => tracing::error!(error = %e, "reload refused; the running snapshot stays"),
             },
-            _ = term.recv() => return,
-            _ = int.recv() => return,
+            _ = s.term.recv() => return,
+            _ = s.int.recv() => return,
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_gw: &dragnet_gateway::run::Gateway) {
+struct Signals;
+
+#[cfg(not(unix))]
+fn install_signals() -> Result<Signals> {
+    Ok(Signals)
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_gw: &dragnet_gateway::run::Gateway, _s: Signals) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
