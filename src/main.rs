@@ -305,6 +305,9 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
                 let t = if i < n_udp { "udp" } else { "tcp" };
                 println!("dns {t} {addr} upstreams {}", cfg.dns.upstreams.join(","));
             }
+            for addr in &gw.doq_addrs {
+                println!("dns doq {addr} upstreams {}", cfg.dns.upstreams.join(","));
+            }
         }
         if let Some(addr) = gw.admin_addr {
             println!("admin http://{addr}/metrics");

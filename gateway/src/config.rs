@@ -262,6 +262,14 @@ pub struct DnsConfig {
     pub enabled: bool,
     pub listen_udp: Vec<String>,
     pub listen_tcp: Vec<String>,
+    /// DNS-over-QUIC listen addresses (`ip:port`, RFC 9250; the standard port is 853, never 53).
+    /// Empty: DoQ is off.
+    pub listen_doq: Vec<String>,
+    /// PEM file with the DoQ certificate chain (end-entity first). Empty, with `tls_key` empty:
+    /// a self-signed certificate is generated at start (not for production).
+    pub tls_cert: String,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: String,
     /// Resolvers everything else is forwarded to (`ip:port`), tried in turn.
     pub upstreams: Vec<String>,
     /// Milliseconds before an upstream query is given up (SERVFAIL to the client).
@@ -298,6 +306,9 @@ impl Default for DnsConfig {
             enabled: true,
             listen_udp: vec!["127.0.0.1:5053".into()],
             listen_tcp: vec!["127.0.0.1:5053".into()],
+            listen_doq: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             upstreams: vec!["127.0.0.53:53".into()],
             timeout_ms: 2000,
             allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
@@ -482,7 +493,7 @@ impl DnsConfig {
         if !d.enabled {
             return Ok(());
         }
-        if d.listen_udp.is_empty() && d.listen_tcp.is_empty() {
+        if d.listen_udp.is_empty() && d.listen_tcp.is_empty() && d.listen_doq.is_empty() {
             return Err(err(
                 "dns.listen_udp",
                 "the DNS plane is enabled but listens nowhere",
@@ -493,6 +504,34 @@ impl DnsConfig {
         }
         for (i, a) in d.listen_tcp.iter().enumerate() {
             parse_sockaddr(&format!("dns.listen_tcp[{i}]"), a)?;
+        }
+        for (i, a) in d.listen_doq.iter().enumerate() {
+            let key = format!("dns.listen_doq[{i}]");
+            if parse_sockaddr(&key, a)?.port() == 53 {
+                // RFC 9250 §4.1.1: DoQ MUST NOT use UDP port 53 (confusion with plain DNS).
+                return Err(err(
+                    key,
+                    "DNS-over-QUIC must not use port 53 (RFC 9250 §4.1.1); the standard port is 853",
+                ));
+            }
+        }
+        match (d.tls_cert.is_empty(), d.tls_key.is_empty()) {
+            (true, true) => {}
+            (false, true) => {
+                return Err(err(
+                    "dns.tls_key",
+                    "dns.tls_cert is set but its key is not (set both, or neither for a self-signed certificate)",
+                ))
+            }
+            (true, false) => {
+                return Err(err(
+                    "dns.tls_cert",
+                    "dns.tls_key is set but its certificate is not (set both, or neither for a self-signed certificate)",
+                ))
+            }
+            (false, false) => {
+                crate::dns_plane::doq::load_identity(&d.tls_cert, &d.tls_key)?;
+            }
         }
         if d.upstreams.is_empty() {
             return Err(err(
@@ -741,6 +780,18 @@ mod tests {
                 "sip.ingress[0].cidr",
             ),
             ("[log]\nformat = \"xml\"\n", "log.format"),
+            (
+                "[dns]\nlisten_doq = [\"127.0.0.1:53\"]\n",
+                "dns.listen_doq[0]",
+            ),
+            (
+                "[dns]\nlisten_doq = [\"127.0.0.1:853\"]\ntls_cert = \"/nonexistent/c.pem\"\n",
+                "dns.tls_key",
+            ),
+            (
+                "[dns]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+                "dns.tls_cert",
+            ),
         ] {
             let e = Config::from_toml(text, "t").unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");

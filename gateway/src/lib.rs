@@ -8,10 +8,11 @@
 //! - [`sip_plane`]: the SIP plane — screening logic ([`sip_plane::SipCore`], sans IO) and its
 //!   tokio shell ([`sip_plane::net`]);
 //! - [`store`]: the active snapshot behind `ArcSwap`, recent generations, hit counters;
+//! - [`dns`], [`dns_plane`]: the sans-IO DNS codec and the DNS plane (UDP, TCP, DNS-over-QUIC);
 //! - [`metrics`]: Prometheus metrics; [`config`]: the TOML configuration; [`run`]: starting a
 //!   gateway from its configuration; [`examples`]: the embedded example rule set.
 //!
-//! The DNS and web planes, the check API and the control plane come with the following issues.
+//! The web plane, the check API and the control plane come with the following issues.
 
 #![forbid(unsafe_code)]
 

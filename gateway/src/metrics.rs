@@ -351,6 +351,11 @@ pub struct DnsMetrics {
     pub upstream_errors: Counter,
     /// Truncated upstream answers retried over TCP (RFC 7766).
     pub tcp_retries: Counter,
+    /// Queries received over DNS-over-QUIC (RFC 9250): complete messages read from a stream.
+    pub doq_queries: Counter,
+    /// DoQ streams abandoned for a protocol error (RFC 9250 §4.3.3: incomplete message,
+    /// non-zero Message ID, read timeout); the stream is reset, the connection kept.
+    pub doq_protocol_errors: Counter,
     /// Upstream round trip.
     pub upstream_latency: Arc<Histogram>,
 }
@@ -378,6 +383,8 @@ impl DnsMetrics {
             upstream_timeouts: Counter::default(),
             upstream_errors: Counter::default(),
             tcp_retries: Counter::default(),
+            doq_queries: Counter::default(),
+            doq_protocol_errors: Counter::default(),
             upstream_latency: Arc::new(Histogram::default()),
         };
         let r = reg.sub_registry_with_prefix("dns");
@@ -440,6 +447,16 @@ impl DnsMetrics {
             "tcp_retries",
             "Truncated upstream answers retried over TCP",
             m.tcp_retries.clone(),
+        );
+        r.register(
+            "doq_queries",
+            "Queries received over DNS-over-QUIC (RFC 9250)",
+            m.doq_queries.clone(),
+        );
+        r.register(
+            "doq_protocol_errors",
+            "DoQ streams reset for a protocol error (RFC 9250 section 4.3.3)",
+            m.doq_protocol_errors.clone(),
         );
         m
     }

@@ -66,6 +66,8 @@ pub struct Gateway {
     pub dns: Option<Arc<crate::dns_plane::DnsCore>>,
     /// DNS addresses bound (UDP first, then TCP).
     pub dns_addrs: Vec<SocketAddr>,
+    /// DNS-over-QUIC addresses bound (`dns.listen_doq`, RFC 9250), in the configured order.
+    pub doq_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     snapshot: Option<PathBuf>,
     _tasks: JoinSet<()>,
@@ -118,6 +120,7 @@ impl Gateway {
         }
         let mut dns = None;
         let mut dns_addrs = Vec::new();
+        let mut doq_addrs = Vec::new();
         if cfg.dns.enabled {
             let d = &cfg.dns;
             let addrs = |key: &str, v: &[String]| {
@@ -143,6 +146,16 @@ impl Gateway {
             )?);
             let mut set = crate::dns_plane::net::spawn(core.clone(), udp, tcp, d.workers)?;
             tasks.spawn(async move { while set.join_next().await.is_some() {} });
+            if !d.listen_doq.is_empty() {
+                let listen = addrs("dns.listen_doq", &d.listen_doq)?;
+                let server = crate::dns_plane::doq::server_config(d, &listen)?;
+                let endpoints = crate::dns_plane::doq::bind(&listen, &server)?;
+                for e in &endpoints {
+                    doq_addrs.push(e.local_addr()?);
+                }
+                let mut set = crate::dns_plane::doq::spawn(core.clone(), endpoints);
+                tasks.spawn(async move { while set.join_next().await.is_some() {} });
+            }
             dns = Some(core);
         }
         let mut admin_addr = None;
@@ -164,6 +177,7 @@ impl Gateway {
             sip_addrs,
             dns,
             dns_addrs,
+            doq_addrs,
             admin_addr,
             snapshot: cfg.rules.snapshot.clone(),
             _tasks: tasks,

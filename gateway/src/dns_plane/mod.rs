@@ -13,6 +13,7 @@
 //! drop, tcp-only, local data); other blocks use the category's policy or `dns.block`; a warn
 //! uses `dns.warn` (e.g. the warning page's address); tag and allow are forwarded.
 
+pub mod doq;
 pub mod net;
 
 use std::collections::HashMap;
