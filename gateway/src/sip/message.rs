@@ -313,10 +313,14 @@ pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError> {
 }
 
 /// RFC 3261 §7.3.1: From, To, Call-ID and CSeq take one value, never a list.
+/// A comma outside quotes and `<>` is refused even when an element around it is empty
+/// (`To: sip:a@b,`): RFC 3261 §20 makes a URI with a comma use angle brackets, so a bare comma
+/// can only separate values — and a splice that appends `;tag=` after it would make a list
+/// (found by fuzzing).
 fn no_list(v: &[u8], name: &'static str) -> Result<(), ParseError> {
     // Without a comma there is no list (the common case, decided by one SIMD scan).
-    if memchr::memchr(b',', v).is_some() && CommaList::new(v).nth(1).is_some() {
-        return Err(hdr(name, "holds more than one value"));
+    if memchr::memchr(b',', v).is_some() && super::scan::find_outside(v, 0, b',').is_some() {
+        return Err(hdr(name, "holds more than one value, or a stray comma"));
     }
     Ok(())
 }

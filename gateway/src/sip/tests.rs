@@ -368,3 +368,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_stray_comma_in_to_is_refused_not_spliced_into_a_list() {
+    // Found by `cargo fuzz run sip_parse` (fuzz/corpus/sip_parse/crash-local-response-1): a To
+    // with a trailing comma parsed, and the 608 with `;tag=` appended no longer did.
+    let data = include_bytes!("../../../fuzz/corpus/sip_parse/crash-local-response-1");
+    assert!(matches!(
+        parse(data),
+        Err(ParseError::BadHeader { name: "To", .. })
+    ));
+    let ok = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\
+From: \"Doe, John\" <sip:a@b>;tag=1\r\nTo: <sip:c,d@e>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    assert!(parse(ok).is_ok(), "commas inside quotes and <> are fine");
+}
