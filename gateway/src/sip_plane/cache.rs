@@ -6,21 +6,25 @@
 //! per INVITE transaction, the verdict, the snapshot generation that made it and whether we
 //! answered the INVITE ourselves — for `transaction_seconds` (≥ 64·T1 = 32 s, Timer B/H).
 //!
-//! It is a fixed array of slots (two candidate slots per key), three atomics each: no lock, no
-//! allocation after start. Writers claim a slot with one compare-exchange and skip caching if
-//! another writer holds it; readers re-check the key after reading the value (a seqlock without
-//! the spin), so a torn read is a miss, never a wrong verdict. A miss only means the INVITE is
+//! It is a fixed array of slots (two candidate slots per key), each a small seqlock: a sequence
+//! number (odd while a writer is inside) and three data words. No lock, no allocation after start.
+//! Writers claim a slot by moving its sequence from even to odd with one compare-exchange and skip
+//! caching if another writer holds it; readers read the sequence, the data, then the sequence
+//! again, and take the entry only if it did not move — so a torn read is a miss, never a wrong
+//! verdict, even when other writers put the same key back in between (the ABA case that comparing
+//! keys alone misses: the concurrency test below caught it). A miss only means the INVITE is
 //! judged again, which differs only if a reload happened in between.
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use dragnet_rules::{Action, Fact, RuleRef, Verdict};
 
-const BUSY: u64 = u64::MAX;
 const EMPTY: u64 = 0;
 
 #[derive(Debug)]
 struct Slot {
+    /// Even: stable; odd: a writer is inside. Only ever grows.
+    seq: AtomicU64,
     key: AtomicU64,
     /// rule (32) | category (16) | action (4) | fact (4) | flags (8)
     a: AtomicU64,
@@ -129,6 +133,7 @@ impl TxCache {
         TxCache {
             slots: (0..n)
                 .map(|_| Slot {
+                    seq: AtomicU64::new(0),
                     key: AtomicU64::new(EMPTY),
                     a: AtomicU64::new(0),
                     b: AtomicU64::new(0),
@@ -140,8 +145,8 @@ impl TxCache {
     }
 
     fn fix(key: u64) -> u64 {
-        if key == EMPTY || key == BUSY {
-            key ^ 0x5555
+        if key == EMPTY {
+            0x5555
         } else {
             key
         }
@@ -158,13 +163,15 @@ impl TxCache {
         let key = Self::fix(key);
         for i in self.pair(key) {
             let s = &self.slots[i];
-            if s.key.load(Ordering::Acquire) != key {
-                continue;
+            let s1 = s.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                continue; // a writer is inside: treat as a miss
             }
+            let k = s.key.load(Ordering::Relaxed);
             let a = s.a.load(Ordering::Relaxed);
             let b = s.b.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
-            if s.key.load(Ordering::Relaxed) != key {
+            if s.seq.load(Ordering::Relaxed) != s1 || k != key {
                 continue;
             }
             if (b & 0xffff_ffff) < now {
@@ -183,8 +190,8 @@ impl TxCache {
         let [i, j] = self.pair(key);
         // Prefer the slot that already holds this key, then an expired or empty one.
         let expired = |s: &Slot| {
-            let k = s.key.load(Ordering::Relaxed);
-            k == EMPTY || (k != BUSY && (s.b.load(Ordering::Relaxed) & 0xffff_ffff) < now)
+            s.key.load(Ordering::Relaxed) == EMPTY
+                || (s.b.load(Ordering::Relaxed) & 0xffff_ffff) < now
         };
         let order = if self.slots[j].key.load(Ordering::Relaxed) == key
             || (!expired(&self.slots[i]) && expired(&self.slots[j]))
@@ -195,20 +202,21 @@ impl TxCache {
         };
         for ix in order {
             let s = &self.slots[ix];
-            let cur = s.key.load(Ordering::Relaxed);
-            if cur == BUSY {
-                continue;
-            }
-            if s.key
-                .compare_exchange(cur, BUSY, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
+            let seq = s.seq.load(Ordering::Relaxed);
+            if seq & 1 == 1
+                || s.seq
+                    .compare_exchange(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_err()
             {
                 continue;
             }
+            // The data stores must not become visible before the odd sequence.
+            fence(Ordering::Release);
+            s.key.store(key, Ordering::Relaxed);
             s.a.store(pack(e), Ordering::Relaxed);
             let exp = (now + u64::from(self.ttl)).min(u64::from(u32::MAX));
             s.b.store((u64::from(e.generation) << 32) | exp, Ordering::Relaxed);
-            s.key.store(key, Ordering::Release);
+            s.seq.store(seq + 2, Ordering::Release);
             return;
         }
     }
@@ -265,7 +273,7 @@ mod tests {
             .map(|t| {
                 let c = c.clone();
                 std::thread::spawn(move || {
-                    for i in 0..20_000u32 {
+                    for i in 0..200_000u32 {
                         let key = u64::from(i % 8) + 1;
                         // The rule id encodes the key, so a torn read would show.
                         let e = entry(Action::Block, Some(key as u32 * 1000 + t), true);
