@@ -437,6 +437,14 @@ fn record(
             "owner `{owner}` is not under the policy zone `{zone}` (an absolute name must end in the zone's name)"
         ));
     };
+    if rel.contains('\\') {
+        // RFC 1035 §5.1 escapes (`\ `, `\.`, `\DDD`) can put spaces, dots inside labels or any
+        // octet in a name; a QNAME trigger is a host name and never needs one (found by the
+        // format proptest: an escaped space ended up in a rule's pattern).
+        return Err(format!(
+            "owner `{rel}` uses a zone-file escape (\\): a QNAME trigger must be a plain host name"
+        ));
+    }
     let ty_name = ty_tok.text;
     if rel.is_empty() {
         return match ty {
