@@ -28,6 +28,14 @@ pub mod store;
 
 pub use dragnet_rules::{Engine, Verdict};
 
+/// Seconds since the Unix epoch (0 if the clock is before it): the `now` the planes pass to the
+/// engine and to their caches.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Load the snapshot a gateway starts with; refuses a bad file with the reason.
 pub fn load_snapshot(path: &std::path::Path) -> Result<Engine, dragnet_rules::Error> {
     Engine::load(path)

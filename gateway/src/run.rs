@@ -1,10 +1,10 @@
 //! Starting a gateway from its configuration: bind the planes' sockets, build the planes on the
 //! snapshot store, serve the admin endpoints, reload on request.
 
+use crate::unix_now;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -49,10 +49,12 @@ impl From<std::io::Error> for StartError {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Parses a list of `ip:port` under `key` (errors name `key[i]`).
+fn parse_addrs(key: &str, v: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    v.iter()
+        .enumerate()
+        .map(|(i, a)| parse_sockaddr(&format!("{key}[{i}]"), a))
+        .collect()
 }
 
 /// A running gateway. Dropping it stops every task.
@@ -84,15 +86,9 @@ impl Gateway {
         let mut sip_addrs = Vec::new();
         if cfg.sip.enabled {
             let s = &cfg.sip;
-            let addrs = |key: &str, v: &[String]| {
-                v.iter()
-                    .enumerate()
-                    .map(|(i, a)| parse_sockaddr(&format!("{key}[{i}]"), a))
-                    .collect::<Result<Vec<_>, _>>()
-            };
             let bound = Bound::bind(
-                &addrs("sip.listen_udp", &s.listen_udp)?,
-                &addrs("sip.listen_tcp", &s.listen_tcp)?,
+                &parse_addrs("sip.listen_udp", &s.listen_udp)?,
+                &parse_addrs("sip.listen_tcp", &s.listen_tcp)?,
                 s.socket_buffer,
             )?;
             sip_addrs = bound.local_addrs()?;
@@ -123,15 +119,9 @@ impl Gateway {
         let mut doq_addrs = Vec::new();
         if cfg.dns.enabled {
             let d = &cfg.dns;
-            let addrs = |key: &str, v: &[String]| {
-                v.iter()
-                    .enumerate()
-                    .map(|(i, a)| parse_sockaddr(&format!("{key}[{i}]"), a))
-                    .collect::<Result<Vec<_>, _>>()
-            };
             let (udp, tcp) = crate::dns_plane::net::bind(
-                &addrs("dns.listen_udp", &d.listen_udp)?,
-                &addrs("dns.listen_tcp", &d.listen_tcp)?,
+                &parse_addrs("dns.listen_udp", &d.listen_udp)?,
+                &parse_addrs("dns.listen_tcp", &d.listen_tcp)?,
             )?;
             for s in &udp {
                 dns_addrs.push(s.local_addr()?);
@@ -147,7 +137,7 @@ impl Gateway {
             let mut set = crate::dns_plane::net::spawn(core.clone(), udp, tcp, d.workers)?;
             tasks.spawn(async move { while set.join_next().await.is_some() {} });
             if !d.listen_doq.is_empty() {
-                let listen = addrs("dns.listen_doq", &d.listen_doq)?;
+                let listen = parse_addrs("dns.listen_doq", &d.listen_doq)?;
                 let server = crate::dns_plane::doq::server_config(d, &listen)?;
                 let endpoints = crate::dns_plane::doq::bind(&listen, &server)?;
                 for e in &endpoints {

@@ -1,49 +1,16 @@
 //! The DNS codec's hot path does not allocate: a counting global allocator (counting per
 //! thread, so the tests of this binary can run in parallel) around parse, name extraction,
 //! cache key, synthesis into a warm buffer, error answers and the forwarder's response helpers.
-// A global allocator is an `unsafe impl`: the one kind of place in the workspace that needs it.
-#![allow(unsafe_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use dragnet_gateway::dns::{
     age_ttls, answer_ttl, cache_key, echo_question_case, error_response, parse_query,
     response_matches, set_id, synthesize, Synth, SynthOpts, CACHE_KEY_LEN,
 };
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Allocations made by this thread while `f` runs.
-fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    ALLOCS.with(|a| a.set(0));
-    COUNTING.with(|c| c.set(true));
-    let r = f();
-    COUNTING.with(|c| c.set(false));
-    (r, ALLOCS.with(|a| a.get()))
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.with(|a| a.set(a.get() + 1));
-        }
-        // SAFETY: forwarding the caller's layout unchanged to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` was allocated by `System.alloc` with this layout.
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+mod common;
+use common::counting_alloc::allocations;
 
 /// `www.Example.COM` A with RD and an EDNS(0) OPT (payload 1232, DO).
 const QUERY: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\

@@ -35,7 +35,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::unix_now;
 
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Endpoint, Incoming, RecvStream, SendStream, VarInt};
@@ -331,12 +333,6 @@ fn id_is_valid(msg: &[u8]) -> bool {
 fn abort(send: &mut SendStream, recv: &mut RecvStream, code: VarInt) {
     let _ = recv.stop(code);
     let _ = send.reset(code);
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 async fn stream(p: Arc<Plane>, client: IpAddr, mut send: SendStream, mut recv: RecvStream) {

@@ -15,7 +15,9 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::unix_now;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -26,12 +28,6 @@ use crate::dns::{
     age_ttls, answer_ttl, cache_key, echo_question_case, is_truncated, parse_query, rcode,
     response_matches, set_id, CACHE_KEY_LEN,
 };
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Binds the DNS listeners; errors name the address.
 pub fn bind(

@@ -35,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dragnet_rules::{Action, Call, Fact, Number, Verdict};
+use dragnet_rules::{Action, Call, Number, Verdict};
 
 use crate::config::{parse_secret, parse_sockaddr, Cidr, ConfigError, SipConfig, SipMode};
 use crate::metrics::SipMetrics;
@@ -519,11 +519,8 @@ impl SipCore {
             }
         };
         // RFC 3261 §8.2.1 / §16.3 order of checks.
-        if let Kind::Request { version, .. } = msg.kind() {
-            if !msg.kind().version_supported() {
-                let _ = version;
-                return answer(w, 505, &[]);
-            }
+        if !msg.kind().version_supported() {
+            return answer(w, 505, &[]);
         }
         let Ok(target) = sip::parse_uri(ruri) else {
             return answer(w, 400, &[]);
@@ -534,9 +531,8 @@ impl SipCore {
         if msg.max_forwards() == Some(0) {
             return answer(w, 483, &[]);
         }
-        if let Some(opt) = msg.proxy_require().next() {
+        if msg.proxy_require().next().is_some() {
             // §16.3 step 5: we support no extension; list them all in Unsupported.
-            let _ = opt;
             let mut list = std::mem::take(&mut w.text);
             list.clear();
             for (i, o) in msg.proxy_require().enumerate() {
@@ -1397,11 +1393,6 @@ fn random_secret() -> [u8; 32] {
     }
     h.update(format!("{:?}{}", std::time::SystemTime::now(), std::process::id()).as_bytes());
     h.finalize().into()
-}
-
-/// A `Fact` name for logs and templates.
-pub fn fact_name(f: Fact) -> &'static str {
-    f.as_str()
 }
 
 #[cfg(test)]

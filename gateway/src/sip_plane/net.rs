@@ -16,7 +16,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::unix_now;
 
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
@@ -33,12 +35,6 @@ pub const TCP_IDLE: Duration = Duration::from_secs(600);
 const BUF_CAPACITY: usize = 2048;
 const CONN_QUEUE: usize = 256;
 const SLOT_BITS: u32 = 20;
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Recycled message buffers.
 #[derive(Debug)]

@@ -1,0 +1,2 @@
+//! Helpers shared by the gateway's integration tests.
+pub mod counting_alloc;
