@@ -19,67 +19,31 @@
 //! Without `dig` on the PATH the tests say so loudly on stderr and pass.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{sample, serial, tool_missing, wait_sample, Gateway, Procs};
+
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// One test at a time (see the module doc).
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    // A failed test poisons the lock; the next one may still run.
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use std::time::Duration;
 
 /// Is dig installed? If not, say so where a CI log shows it, and let the caller return.
 fn dig_missing(test: &str) -> bool {
-    let found = Command::new("dig")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        // Written to the stderr handle, not with eprintln!: the test harness captures the
-        // macro's output of a passing test, and a skip must show in the CI log.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: dig not installed (test {test}); install it (Debian: dnsutils)"
-        );
-    }
-    !found
+    tool_missing("dig", test, "install it (Debian: dnsutils)")
 }
 
-/// A fresh scratch directory for one test.
+/// `dragnet run` with this configuration; the dns listeners' addresses.
+fn start_gateway(dir: &Path, toml: &str, procs: &mut Procs) -> Gateway {
+    common::start_gateway(dir, toml, procs, "dns")
+}
+
 fn tmpdir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "dragnet-dns-e2e-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The last `n` lines of a file, for failure messages.
-fn tail(p: &Path, n: usize) -> String {
-    let t = std::fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = t.lines().collect();
-    let from = lines.len().saturating_sub(n);
-    format!(
-        "--- {} (last {n} lines)\n{}",
-        p.display(),
-        lines[from..].join("\n")
-    )
+    common::tmpdir("dns-e2e", name)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,34 +306,12 @@ impl Drop for Upstream {
 // ---------------------------------------------------------------------------------------------
 // The gateway process.
 
-/// Children killed (and reaped) when the test ends, however it ends.
-#[derive(Default)]
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A passed test stops its processes and the upstream and removes its directory (a failed
 /// one leaves the directory for a look at the gateway's stderr).
 fn finish(procs: Procs, up: Upstream, dir: &Path) {
     drop(procs);
     drop(up);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// The addresses a started gateway printed.
-struct Gateway {
-    udp: SocketAddr,
-    tcp: SocketAddr,
-    admin: SocketAddr,
-    pid: u32,
-    stderr: PathBuf,
 }
 
 /// The examples' category policy (examples/dragnet.toml), which the built-in defaults lack.
@@ -402,135 +344,6 @@ upstreams = ["{up}"]
 {categories}
 "#
     )
-}
-
-/// Starts `dragnet run --config` and reads its stdout up to `ready`.
-fn start_gateway(dir: &Path, toml: &str, procs: &mut Procs) -> Gateway {
-    let cfg = dir.join("dragnet.toml");
-    std::fs::write(&cfg, toml).unwrap();
-    let stderr = dir.join("dragnet.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dragnet"))
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let out = child.stdout.take().unwrap();
-    procs.0.push(child);
-    // A reader thread, so the wait for `ready` has a deadline; it keeps draining stdout after.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let end = Instant::now() + Duration::from_secs(20);
-    let (mut udp, mut tcp, mut admin) = (None, None, None);
-    let mut seen = Vec::new();
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        let line = match rx.recv_timeout(left) {
-            Ok(l) => l,
-            Err(e) => panic!(
-                "dragnet run: no `ready` line ({e:?}); stdout so far: {seen:?}\n{}",
-                tail(&stderr, 30)
-            ),
-        };
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.as_slice() {
-            ["dns", "udp", a, ..] if udp.is_none() => udp = Some(a.parse().unwrap()),
-            ["dns", "tcp", a, ..] if tcp.is_none() => tcp = Some(a.parse().unwrap()),
-            ["admin", url] => {
-                let a = url
-                    .trim_start_matches("http://")
-                    .trim_end_matches("/metrics");
-                admin = Some(a.parse().unwrap());
-            }
-            ["ready"] => break,
-            _ => {}
-        }
-        seen.push(line);
-    }
-    let missing = |what: &str| format!("dragnet run printed no {what} line before ready: {seen:?}");
-    Gateway {
-        udp: udp.unwrap_or_else(|| panic!("{}", missing("`dns udp`"))),
-        tcp: tcp.unwrap_or_else(|| panic!("{}", missing("`dns tcp`"))),
-        admin: admin.unwrap_or_else(|| panic!("{}", missing("`admin`"))),
-        pid,
-        stderr,
-    }
-}
-
-/// GET /metrics with plain HTTP/1.0 (the server closes the connection after the body).
-fn scrape(admin: SocketAddr) -> String {
-    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: dragnet\r\n\r\n")
-        .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
-        "GET /metrics: {resp}"
-    );
-    resp.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
-/// The value of one sample (name and exact label set, in any order); 0 when absent.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    want.sort();
-    let mut total = 0.0;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (n, mut got) = match series.split_once('{') {
-            Some((n, rest)) => (
-                n,
-                rest.trim_end_matches('}')
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect::<Vec<_>>(),
-            ),
-            None => (series, Vec::new()),
-        };
-        got.sort();
-        if n == name && got == want {
-            total += value.parse::<f64>().unwrap_or(0.0);
-        }
-    }
-    total as u64
-}
-
-/// Polls /metrics until the sample reaches `n`; returns the last scrape.
-fn wait_sample(gw: &Gateway, name: &str, labels: &[(&str, &str)], n: u64) -> String {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(gw.admin);
-        if sample(&text, name, labels) >= n {
-            return text;
-        }
-        if Instant::now() > end {
-            panic!(
-                "{name}{labels:?} stayed at {} (< {n}) for 10 s\n{text}\n{}",
-                sample(&text, name, labels),
-                tail(&gw.stderr, 30)
-            );
-        }
-        // Poll pacing only: the condition is the counter, checked each round.
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn verdicts(text: &str, action: &str, category: &str) -> u64 {
