@@ -12,19 +12,23 @@
 //! - [`metrics`]: Prometheus metrics; [`config`]: the TOML configuration; [`run`]: starting a
 //!   gateway from its configuration; [`examples`]: the embedded example rule set.
 //!
-//! The web plane, the check API and the control plane come with the following issues.
+//! - [`mmsg`]: batched UDP I/O (`recvmmsg`/`sendmmsg`), the only module with `unsafe` code;
+//! - [`web`]: the web plane's sans-IO readers (TLS ClientHello, QUIC Initial).
 
-#![forbid(unsafe_code)]
+// Denied everywhere but in `mmsg`, which allows it for two system calls (see there).
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod dns;
 pub mod dns_plane;
 pub mod examples;
 pub mod metrics;
+pub mod mmsg;
 pub mod run;
 pub mod sip;
 pub mod sip_plane;
 pub mod store;
+pub mod web;
 
 pub use dragnet_rules::{Engine, Verdict};
 

@@ -73,6 +73,8 @@ pub struct Gateway {
     pub admin_addr: Option<SocketAddr>,
     snapshot: Option<PathBuf>,
     _tasks: JoinSet<()>,
+    /// The planes' UDP worker threads (stopped and joined on drop).
+    _threads: Vec<crate::mmsg::Workers>,
 }
 
 impl Gateway {
@@ -82,6 +84,7 @@ impl Gateway {
         let store = Arc::new(Store::new(engine, unix_now()));
         let metrics = Arc::new(Metrics::new(store.clone()));
         let mut tasks = JoinSet::new();
+        let mut threads = Vec::new();
         let mut sip = None;
         let mut sip_addrs = Vec::new();
         if cfg.sip.enabled {
@@ -103,7 +106,7 @@ impl Gateway {
                 crate::config::SipMode::Redirect => "redirect",
             };
             metrics.sip.mode.get_or_create(&vec![("mode", mode)]).set(1);
-            let mut set = net::spawn(
+            let (mut set, workers) = net::spawn(
                 core.clone(),
                 bound,
                 s.workers,
@@ -112,6 +115,7 @@ impl Gateway {
             )?;
             // Keep the plane's tasks in our set.
             tasks.spawn(async move { while set.join_next().await.is_some() {} });
+            threads.push(workers);
             sip = Some(core);
         }
         let mut dns = None;
@@ -171,6 +175,7 @@ impl Gateway {
             admin_addr,
             snapshot: cfg.rules.snapshot.clone(),
             _tasks: tasks,
+            _threads: threads,
         })
     }
 

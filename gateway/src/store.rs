@@ -19,14 +19,17 @@ use dragnet_rules::{Action, Engine};
 pub enum Plane {
     Sip = 0,
     Dns = 1,
+    /// HTTP proxy, TLS SNI and QUIC Initial SNI.
+    Web = 2,
 }
 
 impl Plane {
-    pub const ALL: [Plane; 2] = [Plane::Sip, Plane::Dns];
+    pub const ALL: [Plane; 3] = [Plane::Sip, Plane::Dns, Plane::Web];
     pub fn as_str(self) -> &'static str {
         match self {
             Plane::Sip => "sip",
             Plane::Dns => "dns",
+            Plane::Web => "web",
         }
     }
 }

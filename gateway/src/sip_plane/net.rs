@@ -1,20 +1,22 @@
-//! The tokio shell of the SIP plane: UDP and TCP listeners around [`SipCore`].
+//! The shell of the SIP plane: UDP worker threads and tokio TCP tasks around [`SipCore`].
 //!
-//! UDP: `workers` tasks per socket each drain the socket (`try_recv_from` until it would block)
-//! and handle every datagram inline, into their own buffers: no hand-off, no copy, one
-//! `recvfrom` and at most one `sendto` per message. The socket's receive buffer is the queue
-//! (`sip.socket_buffer` bytes). Its bound: when a task has read `sip.queue` datagrams back to
-//! back without the socket running dry, the plane is not keeping up, and from then until the
-//! socket is empty again new INVITEs are answered 503 + Retry-After straight away (cheap) while
-//! responses, ACKs, CANCELs and in-dialog requests are still handled, so calls in progress
-//! complete. It recovers by itself when load falls. TCP: one task per connection frames messages
-//! (RFC 3261 §18.3) and handles them inline; a connection table lets responses that arrive
-//! over UDP find the connection their request came on. No lock and no allocation per message
-//! once the pools are warm; nothing is logged per message.
+//! UDP: `workers` threads per socket each read batches of datagrams (`recvmmsg`, blocking for
+//! the first, [`crate::mmsg`]), handle every datagram inline into their own buffers, and send
+//! the batch's answers and forwards with one `sendmmsg`: no hand-off, no copy into a queue,
+//! no event loop between the socket and the screening. The socket's receive buffer is the
+//! queue (`sip.socket_buffer` bytes). Its bound: when a worker has read `sip.queue` datagrams
+//! back to back without the socket running dry (a batch that came back short means it ran
+//! dry), the plane is not keeping up, and from then until the socket is empty again new
+//! INVITEs are answered 503 + Retry-After straight away (cheap) while responses, ACKs, CANCELs
+//! and in-dialog requests are still handled, so calls in progress complete. It recovers by
+//! itself when load falls. TCP: one task per connection frames messages (RFC 3261 §18.3) and
+//! handles them inline; a connection table lets responses that arrive over UDP find the
+//! connection their request came on. No lock and no allocation per message once the pools
+//! are warm; nothing is logged per message.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +25,12 @@ use crate::unix_now;
 use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::{Dest, SipCore, Transport, Worker};
+use crate::mmsg::{self, RecvBatch, SendBatch, Workers, BATCH};
 use crate::sip::{frame, MAX_MESSAGE};
 
 /// A TCP connection idle this long is closed.
@@ -114,14 +117,14 @@ impl Conns {
 struct Shared {
     core: Arc<SipCore>,
     /// The socket requests are forwarded from (its address is in our Via).
-    udp: Option<Arc<UdpSocket>>,
+    udp: Option<Arc<std::net::UdpSocket>>,
     conns: Conns,
     pool: Pool,
 }
 
 impl Shared {
-    /// Sends what `handle` left in `w.out`.
-    async fn send(&self, w: &Worker, dest: Dest, via: Option<&UdpSocket>) {
+    /// Sends what `handle` left in `w.out` (UDP from `via`, else from the first UDP socket).
+    fn send(&self, w: &Worker, dest: Dest, via: Option<&std::net::UdpSocket>) {
         match dest {
             Dest::None => {}
             Dest::Udp(to) => {
@@ -129,13 +132,7 @@ impl Shared {
                     self.core.metrics.drops.send_failed.inc();
                     return;
                 };
-                let r = match sock.try_send_to(&w.out, to) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        sock.send_to(&w.out, to).await
-                    }
-                    r => r,
-                };
-                if r.is_err() {
+                if sock.send_to(&w.out, to).is_err() {
                     self.core.metrics.drops.send_failed.inc();
                 }
             }
@@ -183,8 +180,9 @@ impl Bound {
             let _ = s.set_recv_buffer_size(socket_buffer);
             let _ = s.set_send_buffer_size(socket_buffer);
             s.bind(&(*a).into()).map_err(|e| named(a, "UDP", e))?;
-            s.set_nonblocking(true)?;
-            b.udp.push(s.into());
+            let s: std::net::UdpSocket = s.into();
+            mmsg::blocking(&s)?;
+            b.udp.push(s);
         }
         for a in tcp {
             let s = std::net::TcpListener::bind(a).map_err(|e| named(a, "TCP", e))?;
@@ -207,70 +205,95 @@ impl Bound {
     }
 }
 
-/// Starts the plane's tasks on the current runtime; they run until the JoinSet is dropped
-/// or aborted.
+/// Starts the plane: UDP worker threads (stopped when the returned [`Workers`] is dropped)
+/// and TCP tasks on the current runtime (stopped when the JoinSet is dropped or aborted).
 pub fn spawn(
     core: Arc<SipCore>,
     bound: Bound,
     workers: usize,
     queue: usize,
     max_tcp: usize,
-) -> io::Result<JoinSet<()>> {
-    let mut udp = Vec::new();
-    for s in bound.udp {
-        udp.push(Arc::new(UdpSocket::from_std(s)?));
-    }
+) -> io::Result<(JoinSet<()>, Workers)> {
+    let udp: Vec<Arc<std::net::UdpSocket>> = bound.udp.into_iter().map(Arc::new).collect();
     let shared = Arc::new(Shared {
         core,
         udp: udp.first().cloned(),
         conns: Conns::new(max_tcp),
         pool: Pool(ArrayQueue::new(1024)),
     });
-    let mut set = JoinSet::new();
-    for sock in udp {
-        for _ in 0..workers.max(1) {
-            set.spawn(udp_worker(shared.clone(), sock.clone(), queue.max(1)));
+    let mut threads = Workers::new();
+    for (si, sock) in udp.into_iter().enumerate() {
+        for wi in 0..workers.max(1) {
+            let (shared, sock, stop) = (shared.clone(), sock.clone(), threads.stop_flag());
+            let queue = queue.max(1);
+            threads.spawn(format!("sip-udp-{si}-{wi}"), move || {
+                udp_worker(&shared, &sock, queue, &stop)
+            })?;
         }
     }
+    let mut set = JoinSet::new();
     for l in bound.tcp {
         let l = TcpListener::from_std(l)?;
         set.spawn(tcp_acceptor(shared.clone(), l));
     }
-    Ok(set)
+    Ok((set, threads))
 }
 
-async fn udp_worker(shared: Arc<Shared>, sock: Arc<UdpSocket>, queue: usize) {
+/// Largest answer or forward that goes out in a batch; a larger one is sent on its own.
+const SEND_SLOT: usize = 8192;
+
+fn udp_worker(shared: &Shared, sock: &std::net::UdpSocket, queue: usize, stop: &AtomicBool) {
     let mut w = Worker::new();
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        if sock.readable().await.is_err() {
-            continue;
-        }
-        // Datagrams read back to back since the socket was last found empty.
-        let mut burst = 0usize;
-        loop {
-            let (n, src) = match sock.try_recv_from(&mut buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // ICMP errors of earlier sends surface here on some systems: not ours to act on.
-                Err(_) => continue,
+    let mut rb = RecvBatch::new(BATCH, MAX_MESSAGE);
+    let mut sb = SendBatch::new(BATCH, SEND_SLOT);
+    let metrics = &shared.core.metrics;
+    // Datagrams read back to back since the socket was last found empty.
+    let mut burst = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let n = match rb.recv(sock, true) {
+            Ok(n) => n,
+            // Timeout (time to look at the stop flag), a signal, or an ICMP error of an earlier
+            // send surfacing here: none is ours to act on.
+            Err(_) => {
+                burst = 0;
+                continue;
+            }
+        };
+        let now = unix_now();
+        for i in 0..n {
+            let Some((bytes, src, _)) = rb.get(i) else {
+                continue;
             };
             burst += 1;
-            let now = unix_now();
             let d = if burst > queue {
                 shared
                     .core
-                    .handle_overloaded(&mut w, &buf[..n], src, Transport::Udp, 0, now)
+                    .handle_overloaded(&mut w, bytes, src, Transport::Udp, 0, now)
             } else {
                 shared
                     .core
-                    .handle(&mut w, &buf[..n], src, Transport::Udp, 0, now)
+                    .handle(&mut w, bytes, src, Transport::Udp, 0, now)
             };
-            shared.send(&w, d, Some(&sock)).await;
-            if burst % 256 == 0 {
-                // Let the other tasks of this thread (TCP, admin) run during long bursts.
-                tokio::task::yield_now().await;
+            match d {
+                Dest::Udp(to) => {
+                    if sb.is_full() {
+                        let failed = sb.flush(sock);
+                        metrics.drops.send_failed.inc_by(failed as u64);
+                    }
+                    if !sb.push(&w.out, to) {
+                        shared.send(&w, d, Some(sock));
+                    }
+                }
+                d => shared.send(&w, d, Some(sock)),
             }
+        }
+        if !sb.is_empty() {
+            let failed = sb.flush(sock);
+            metrics.drops.send_failed.inc_by(failed as u64);
+        }
+        if n < BATCH {
+            // The batch came back short: the socket ran dry.
+            burst = 0;
         }
     }
 }
@@ -343,7 +366,7 @@ async fn tcp_conn(
                             shared
                                 .core
                                 .handle(&mut w, msg, peer, Transport::Tcp, id, unix_now());
-                        shared.send(&w, d, None).await;
+                        shared.send(&w, d, None);
                     }
                     buf.drain(..f.total());
                 }
@@ -359,7 +382,7 @@ async fn tcp_conn(
                         id,
                         unix_now(),
                     );
-                    shared.send(&w, d, None).await;
+                    shared.send(&w, d, None);
                     break 'conn;
                 }
             }
