@@ -351,6 +351,8 @@ pub struct DnsMetrics {
     pub upstream_errors: Counter,
     /// Truncated upstream answers retried over TCP (RFC 7766).
     pub tcp_retries: Counter,
+    /// Answers that could not be sent to the client (socket error).
+    pub send_failed: Counter,
     /// Queries received over DNS-over-QUIC (RFC 9250): complete messages read from a stream.
     pub doq_queries: Counter,
     /// DoQ streams abandoned for a protocol error (RFC 9250 §4.3.3: incomplete message,
@@ -383,6 +385,7 @@ impl DnsMetrics {
             upstream_timeouts: Counter::default(),
             upstream_errors: Counter::default(),
             tcp_retries: Counter::default(),
+            send_failed: Counter::default(),
             doq_queries: Counter::default(),
             doq_protocol_errors: Counter::default(),
             upstream_latency: Arc::new(Histogram::default()),
@@ -407,6 +410,11 @@ impl DnsMetrics {
             "refused_clients",
             "Queries from clients outside dns.allow",
             m.refused_clients.clone(),
+        );
+        r.register(
+            "send_failed",
+            "Answers that could not be sent to the client",
+            m.send_failed.clone(),
         );
         r.register(
             "rate_limited",

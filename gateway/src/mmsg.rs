@@ -255,6 +255,20 @@ impl SendBatch {
         true
     }
 
+    /// Queues a copy of `bytes` for a connected socket's peer (no address: the kernel uses
+    /// the route it cached at `connect`, one lookup fewer per datagram).
+    pub fn push_connected(&mut self, bytes: &[u8]) -> bool {
+        if self.is_full() || bytes.len() > self.size {
+            return false;
+        }
+        let i = self.queued;
+        self.bufs[i * self.size..i * self.size + bytes.len()].copy_from_slice(bytes);
+        self.lens[i] = bytes.len();
+        self.addr_lens[i] = 0;
+        self.queued += 1;
+        true
+    }
+
     /// Sends everything queued; returns how many datagrams could not be sent (their errors
     /// are not retried: UDP is best effort, the sender retransmits). The batch is empty after.
     pub fn flush(&mut self, fd: &impl AsRawFd) -> usize {
@@ -267,7 +281,11 @@ impl SendBatch {
                 iov_len: self.lens[i],
             };
             let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_name = if self.addr_lens[i] == 0 {
+                std::ptr::null_mut()
+            } else {
+                (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast()
+            };
             h.msg_hdr.msg_namelen = self.addr_lens[i];
             h.msg_hdr.msg_iov = &mut self.iovs[i];
             h.msg_hdr.msg_iovlen = 1;
@@ -304,6 +322,26 @@ impl SendBatch {
         }
         self.queued = 0;
         failed
+    }
+}
+
+/// Waits until one of `fds` is readable, or `timeout` passes (at most 16 descriptors; the
+/// rest are not watched). Interrupted waits return early; the caller just tries again.
+pub fn wait_readable(fds: &[RawFd], timeout: std::time::Duration) {
+    let mut p = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 16];
+    let n = fds.len().min(p.len());
+    for (slot, fd) in p.iter_mut().zip(fds) {
+        slot.fd = *fd;
+        slot.events = libc::POLLIN;
+    }
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `p` is a live array of `n` initialised pollfd values.
+    unsafe {
+        libc::poll(p.as_mut_ptr(), n as libc::nfds_t, ms);
     }
 }
 
@@ -396,6 +434,18 @@ mod tests {
         }
         assert!(!sb.push(b"x", to), "a full batch refuses more");
         assert!(!SendBatch::new(1, 4).push(b"too long", to));
+        // A connected socket's datagrams carry no address.
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.connect(to).unwrap();
+        let mut cb = SendBatch::new(2, 64);
+        assert!(cb.push_connected(b"via connect"));
+        assert_eq!(cb.flush(&c), 0);
+        let mut one = [0u8; 64];
+        let (n, src) = b.recv_from(&mut one).unwrap();
+        assert_eq!(
+            (&one[..n], src),
+            (&b"via connect"[..], c.local_addr().unwrap())
+        );
         assert_eq!(sb.flush(&a), 0);
         assert!(sb.is_empty());
         let mut rb = RecvBatch::new(4, 8);

@@ -138,8 +138,10 @@ impl Gateway {
                 store.clone(),
                 metrics.dns.clone(),
             )?);
-            let mut set = crate::dns_plane::net::spawn(core.clone(), udp, tcp, d.workers)?;
+            let (mut set, workers) =
+                crate::dns_plane::net::spawn(core.clone(), udp, tcp, d.workers)?;
             tasks.spawn(async move { while set.join_next().await.is_some() {} });
+            threads.push(workers);
             if !d.listen_doq.is_empty() {
                 let listen = parse_addrs("dns.listen_doq", &d.listen_doq)?;
                 let server = crate::dns_plane::doq::server_config(d, &listen)?;

@@ -1,12 +1,15 @@
-//! The tokio shell of the DNS plane.
+//! The shell of the DNS plane: UDP worker threads and tokio TCP tasks around [`DnsCore`].
 //!
-//! Shared-nothing UDP workers: each owns its upstream socket, its table of queries in flight
-//! (indexed by the random ID it gave them, RFC 5452 §9) and its packet cache, so nothing on the
-//! path is locked or shared. A worker drains the client socket (answers built in place, cache
-//! hits served with their TTLs aged, misses forwarded), drains its upstream socket (answers
-//! checked against the question they belong to, cached, returned with the client's ID and the
-//! client's letter case), and every 50 ms gives SERVFAIL to what has waited `timeout_ms`.
-//! A truncated upstream answer is retried over TCP (RFC 7766) in a task of its own.
+//! Shared-nothing UDP workers, one thread each: each owns its upstream sockets, its table of
+//! queries in flight (indexed by the random ID it gave them, RFC 5452 §9) and its packet
+//! cache, so nothing on the path is locked or shared. A worker reads the client socket and its
+//! upstream sockets in batches (`recvmmsg`, [`crate::mmsg`]): answers built in place, cache
+//! hits served with their TTLs aged, misses forwarded; upstream answers checked against the
+//! question they belong to, cached, returned with the client's ID and the client's letter
+//! case. What a batch produced goes out with one `sendmmsg` per socket. When every socket is
+//! empty the worker sleeps in `poll` (at most 50 ms); every 50 ms it gives SERVFAIL to what
+//! has waited `timeout_ms`. A truncated upstream answer is retried over TCP (RFC 7766) in a
+//! task on the runtime.
 //!
 //! TCP clients (RFC 7766, two-octet length prefix): one task per connection; its forwarded
 //! queries go upstream over the connection's own UDP socket (TCP if truncated), uncached.
@@ -14,6 +17,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +33,7 @@ use crate::dns::{
     age_ttls, answer_ttl, cache_key, echo_question_case, is_truncated, parse_query, rcode,
     response_matches, set_id, CACHE_KEY_LEN,
 };
+use crate::mmsg::{self, RecvBatch, SendBatch, Workers, BATCH};
 
 /// Binds the DNS listeners; errors name the address.
 pub fn bind(
@@ -52,25 +58,32 @@ pub fn bind(
     Ok((u, t))
 }
 
-/// Starts the plane's tasks on the current runtime.
+/// Starts the plane: UDP worker threads (stopped when the returned [`Workers`] is dropped)
+/// and TCP tasks on the current runtime (which also runs the workers' TCP retries).
 pub fn spawn(
     core: Arc<DnsCore>,
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
     workers: usize,
-) -> io::Result<JoinSet<()>> {
-    let mut set = JoinSet::new();
-    for s in udp {
-        let s = Arc::new(UdpSocket::from_std(s)?);
+) -> io::Result<(JoinSet<()>, Workers)> {
+    let rt = tokio::runtime::Handle::current();
+    let mut threads = Workers::new();
+    for (si, s) in udp.into_iter().enumerate() {
+        let s = Arc::new(s);
         for i in 0..workers.max(1) {
-            set.spawn(udp_worker(core.clone(), s.clone(), i as u64));
+            let (core, s, rt, stop) = (core.clone(), s.clone(), rt.clone(), threads.stop_flag());
+            let seed_ix = (si * 1024 + i) as u64;
+            threads.spawn(format!("dns-udp-{si}-{i}"), move || {
+                udp_worker(core, s, seed_ix, rt, stop)
+            })?;
         }
     }
+    let mut set = JoinSet::new();
     for l in tcp {
         let l = TcpListener::from_std(l)?;
         set.spawn(tcp_acceptor(core.clone(), l));
     }
-    Ok(set)
+    Ok((set, threads))
 }
 
 fn unspecified_for(a: &SocketAddr) -> SocketAddr {
@@ -125,10 +138,80 @@ struct UdpState {
     rr: usize,
 }
 
-async fn udp_worker(core: Arc<DnsCore>, sock: Arc<UdpSocket>, i: u64) {
+/// Largest answer or query that goes out in a batch; a larger one is sent on its own.
+const SEND_SLOT: usize = 4096;
+/// How often queries in flight are checked against `timeout_ms`.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Sockets and batches of one worker thread.
+struct Io {
+    sock: Arc<std::net::UdpSocket>,
+    ups: Vec<std::net::UdpSocket>,
+    to_clients: SendBatch,
+    to_ups: Vec<SendBatch>,
+}
+
+impl Io {
+    /// Queues an answer for a client (sent at the end of the batch).
+    fn answer(&mut self, core: &DnsCore, bytes: &[u8], to: SocketAddr) {
+        if self.to_clients.is_full() {
+            self.flush_clients(core);
+        }
+        if !self.to_clients.push(bytes, to) && self.sock.send_to(bytes, to).is_err() {
+            core.metrics.send_failed.inc();
+        }
+    }
+
+    fn flush_clients(&mut self, core: &DnsCore) {
+        for _ in 0..self.to_clients.flush(&*self.sock) {
+            core.metrics.send_failed.inc();
+        }
+    }
+
+    /// Queues a query for upstream `ix`.
+    fn query(&mut self, core: &DnsCore, ix: usize, bytes: &[u8]) {
+        let (Some(b), Some(up)) = (self.to_ups.get_mut(ix), self.ups.get(ix)) else {
+            return;
+        };
+        if b.is_full() {
+            for _ in 0..b.flush(up) {
+                core.metrics.upstream_errors.inc();
+            }
+        }
+        if !b.push_connected(bytes) && up.send(bytes).is_err() {
+            core.metrics.upstream_errors.inc();
+        }
+    }
+
+    fn flush(&mut self, core: &DnsCore) {
+        for (b, up) in self.to_ups.iter_mut().zip(&self.ups) {
+            if !b.is_empty() {
+                for _ in 0..b.flush(up) {
+                    core.metrics.upstream_errors.inc();
+                }
+            }
+        }
+        if !self.to_clients.is_empty() {
+            self.flush_clients(core);
+        }
+    }
+}
+
+fn udp_worker(
+    core: Arc<DnsCore>,
+    sock: Arc<std::net::UdpSocket>,
+    i: u64,
+    rt: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
     let mut ups = Vec::new();
     for a in &core.upstreams {
-        match UdpSocket::bind(unspecified_for(a)).await {
+        // Connected: the kernel keeps the route and drops datagrams from anyone else.
+        match std::net::UdpSocket::bind(unspecified_for(a)).and_then(|s| {
+            s.connect(a)?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        }) {
             Ok(s) => ups.push(s),
             Err(e) => {
                 tracing::error!(upstream = %a, error = %e, "cannot open an upstream socket; DNS worker stops");
@@ -136,6 +219,17 @@ async fn udp_worker(core: Arc<DnsCore>, sock: Arc<UdpSocket>, i: u64) {
             }
         }
     }
+    let mut fds = vec![sock.as_raw_fd()];
+    fds.extend(ups.iter().map(|u| u.as_raw_fd()));
+    let mut io = Io {
+        to_ups: ups
+            .iter()
+            .map(|_| SendBatch::new(BATCH, SEND_SLOT))
+            .collect(),
+        ups,
+        sock,
+        to_clients: SendBatch::new(BATCH, SEND_SLOT),
+    };
     let mut st = UdpState {
         pending: (0..65_536).map(|_| None).collect(),
         in_flight: 0,
@@ -146,91 +240,57 @@ async fn udp_worker(core: Arc<DnsCore>, sock: Arc<UdpSocket>, i: u64) {
         rr: 0,
     };
     let mut w = DnsWorker::new();
-    let mut buf = vec![0u8; 65_535];
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut from_clients = RecvBatch::new(BATCH, 65_535);
+    let mut from_ups = RecvBatch::new(BATCH, 65_535);
     let timeout = Duration::from_millis(core.timeout_ms);
-    loop {
-        // Readiness of the client socket and of every upstream socket, and the timer.
-        let upstream_ready = async {
-            let futs: Vec<_> = ups.iter().map(|u| Box::pin(u.readable())).collect();
-            futures_select_any(futs).await;
-        };
-        tokio::select! {
-            r = sock.readable() => {
-                if r.is_ok() {
-                    drain_clients(&core, &sock, &ups, &mut st, &mut w, &mut buf).await;
+    let mut last_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut idle = true;
+        if let Ok(n) = from_clients.recv(&*io.sock, false) {
+            idle = n == 0;
+            let now = unix_now();
+            for k in 0..n {
+                let Some((pkt, client, truncated)) = from_clients.get(k) else {
+                    continue;
+                };
+                if truncated {
+                    core.metrics.malformed.inc();
+                    continue;
+                }
+                match core.decide(&mut w, pkt, client.ip(), false, now) {
+                    Step::Reply => io.answer(&core, &w.out, client),
+                    Step::Drop => {}
+                    Step::Forward => forward(&core, &mut io, &mut st, &mut w, pkt, client, now),
                 }
             }
-            _ = upstream_ready => {
-                drain_upstreams(&core, &sock, &ups, &mut st, &mut w, &mut buf).await;
+            io.flush(&core);
+        }
+        for ix in 0..io.ups.len() {
+            let Ok(n) = from_ups.recv(&io.ups[ix], false) else {
+                continue;
+            };
+            idle &= n == 0;
+            for k in 0..n {
+                if let Some((resp, from, _)) = from_ups.get(k) {
+                    upstream_answer(&core, &mut io, &mut st, &mut w, &rt, ix, resp, from);
+                }
             }
-            _ = tick.tick() => {
-                expire(&core, &sock, &mut st, &mut w, timeout).await;
-            }
+            io.flush(&core);
+        }
+        if last_tick.elapsed() >= TICK {
+            last_tick = Instant::now();
+            expire(&core, &mut io, &mut st, &mut w, timeout);
+            io.flush(&core);
+        }
+        if idle {
+            mmsg::wait_readable(&fds, TICK);
         }
     }
 }
 
-/// Waits for the first of several readiness futures (no extra crate for one `select_all`).
-async fn futures_select_any<F: std::future::Future + Unpin>(mut futs: Vec<F>) {
-    if futs.is_empty() {
-        std::future::pending::<()>().await;
-    }
-    std::future::poll_fn(|cx| {
-        for f in futs.iter_mut() {
-            if std::pin::Pin::new(f).poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-async fn send(sock: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
-    match sock.try_send_to(bytes, to) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(bytes, to).await,
-        r => r,
-    }
-}
-
-async fn drain_clients(
+fn forward(
     core: &DnsCore,
-    sock: &UdpSocket,
-    ups: &[UdpSocket],
-    st: &mut UdpState,
-    w: &mut DnsWorker,
-    buf: &mut [u8],
-) {
-    let mut n_read = 0usize;
-    loop {
-        let (n, client) = match sock.try_recv_from(buf) {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(_) => continue,
-        };
-        n_read += 1;
-        let now = unix_now();
-        let pkt = &buf[..n];
-        match core.decide(w, pkt, client.ip(), false, now) {
-            Step::Reply => {
-                let _ = send(sock, &w.out, client).await;
-            }
-            Step::Drop => {}
-            Step::Forward => forward(core, sock, ups, st, w, pkt, client, now).await,
-        }
-        if n_read % 256 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    core: &DnsCore,
-    sock: &UdpSocket,
-    ups: &[UdpSocket],
+    io: &mut Io,
     st: &mut UdpState,
     w: &mut DnsWorker,
     pkt: &[u8],
@@ -252,7 +312,7 @@ async fn forward(
                     core.truncated(&q, &mut w.out);
                 }
                 core.metrics.cache_hits.inc();
-                let _ = send(sock, &w.out, client).await;
+                io.answer(core, &w.out, client);
                 return;
             }
         }
@@ -262,7 +322,7 @@ async fn forward(
     if st.in_flight >= 60_000 {
         // The table is nearly full: answer SERVFAIL rather than overwrite a query in flight.
         core.servfail(&q, false, &mut w.out);
-        let _ = send(sock, &w.out, client).await;
+        io.answer(core, &w.out, client);
         return;
     }
     let mut id = st.ids.next();
@@ -273,18 +333,9 @@ async fn forward(
     b.clear();
     b.extend_from_slice(pkt);
     set_id(&mut b, id);
-    let ix = st.rr % ups.len().max(1);
+    let ix = st.rr % io.ups.len().max(1);
     st.rr = st.rr.wrapping_add(1);
-    let (Some(up), Some(addr)) = (ups.get(ix), core.upstreams.get(ix)) else {
-        return;
-    };
-    if send(up, &b, *addr).await.is_err() {
-        core.metrics.upstream_errors.inc();
-        core.servfail(&q, false, &mut w.out);
-        let _ = send(sock, &w.out, client).await;
-        st.pool.push(b);
-        return;
-    }
+    io.query(core, ix, &b);
     core.metrics.forwarded.inc();
     let sent = Instant::now();
     st.pending[usize::from(id)] = Some(Pending {
@@ -297,104 +348,99 @@ async fn forward(
     st.order.push_back((sent, id));
 }
 
-async fn drain_upstreams(
+/// One datagram from upstream `ix`.
+#[allow(clippy::too_many_arguments)]
+fn upstream_answer(
     core: &Arc<DnsCore>,
-    sock: &Arc<UdpSocket>,
-    ups: &[UdpSocket],
+    io: &mut Io,
     st: &mut UdpState,
     w: &mut DnsWorker,
-    buf: &mut [u8],
+    rt: &tokio::runtime::Handle,
+    ix: usize,
+    resp: &[u8],
+    from: SocketAddr,
 ) {
-    for (ix, up) in ups.iter().enumerate() {
-        loop {
-            let (n, from) = match up.try_recv_from(buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => continue,
-            };
-            // RFC 5452 §9.1: only from the server we asked, with our ID and our question.
-            if Some(&from) != core.upstreams.get(ix) || n < 12 {
-                core.metrics.upstream_errors.inc();
-                continue;
-            }
-            let resp = &buf[..n];
-            let id = u16::from_be_bytes([resp[0], resp[1]]);
-            let Some(p) = st.pending[usize::from(id)].take() else {
-                continue; // late (already timed out) or forged
-            };
-            let Ok(q) = parse_query(&p.query) else {
-                st.pending[usize::from(id)] = Some(p);
-                continue;
-            };
-            if !response_matches(&q, resp) {
-                core.metrics.upstream_errors.inc();
-                st.pending[usize::from(id)] = Some(p);
-                continue;
-            }
-            st.in_flight -= 1;
-            core.metrics
-                .upstream_latency
-                .observe_ns(p.sent.elapsed().as_nanos() as u64);
-            if is_truncated(resp) {
-                // RFC 7766 §5: the whole answer over TCP, in a task of its own.
-                core.metrics.tcp_retries.inc();
-                let (core, sock, addr) = (core.clone(), sock.clone(), core.upstreams[ix]);
-                let query = p.query;
-                tokio::spawn(async move {
-                    let mut out = Vec::new();
-                    let r =
-                        tcp_exchange(addr, &query, Duration::from_millis(core.timeout_ms)).await;
-                    let Ok(q) = parse_query(&query) else { return };
-                    match r {
-                        Ok(mut resp) if response_matches(&q, &resp) => {
-                            set_id(&mut resp, p.client_id);
-                            if resp.len() > q.response_limit(core.udp_size, false) {
-                                core.truncated(&q, &mut out);
-                                set_id(&mut out, p.client_id);
-                            } else {
-                                out = resp;
-                            }
-                        }
-                        _ => {
-                            core.metrics.upstream_errors.inc();
-                            core.servfail(&q, false, &mut out);
-                            set_id(&mut out, p.client_id);
-                        }
+    // RFC 5452 §9.1: only from the server we asked, with our ID and our question.
+    if Some(&from) != core.upstreams.get(ix) || resp.len() < 12 {
+        core.metrics.upstream_errors.inc();
+        return;
+    }
+    let id = u16::from_be_bytes([resp[0], resp[1]]);
+    let Some(p) = st.pending[usize::from(id)].take() else {
+        return; // late (already timed out) or forged
+    };
+    let Ok(q) = parse_query(&p.query) else {
+        st.pending[usize::from(id)] = Some(p);
+        return;
+    };
+    if !response_matches(&q, resp) {
+        core.metrics.upstream_errors.inc();
+        st.pending[usize::from(id)] = Some(p);
+        return;
+    }
+    st.in_flight -= 1;
+    core.metrics
+        .upstream_latency
+        .observe_ns(p.sent.elapsed().as_nanos() as u64);
+    if is_truncated(resp) {
+        // RFC 7766 §5: the whole answer over TCP, in a task of its own.
+        core.metrics.tcp_retries.inc();
+        let (core, sock, addr) = (core.clone(), io.sock.clone(), core.upstreams[ix]);
+        let query = p.query;
+        rt.spawn(async move {
+            let mut out = Vec::new();
+            let r = tcp_exchange(addr, &query, Duration::from_millis(core.timeout_ms)).await;
+            let Ok(q) = parse_query(&query) else { return };
+            match r {
+                Ok(mut resp) if response_matches(&q, &resp) => {
+                    set_id(&mut resp, p.client_id);
+                    if resp.len() > q.response_limit(core.udp_size, false) {
+                        core.truncated(&q, &mut out);
+                        set_id(&mut out, p.client_id);
+                    } else {
+                        out = resp;
                     }
-                    let _ = send(&sock, &out, p.client).await;
-                });
-                continue;
-            }
-            // Cache NOERROR and NXDOMAIN answers for their TTL (RFC 2308 §5 for negative ones).
-            let now = unix_now();
-            if matches!(rcode(resp), Some(0 | 3)) && core.cache_entries > 0 {
-                if let Some(ttl) = answer_ttl(resp).filter(|t| *t > 0) {
-                    if st.cache.len() >= core.cache_entries {
-                        evict(&mut st.cache, now);
-                    }
-                    let mut key = [0u8; CACHE_KEY_LEN];
-                    let k = cache_key(&q, &mut key);
-                    st.cache.insert(
-                        k.into(),
-                        Cached {
-                            resp: resp.to_vec(),
-                            stored: now,
-                            ttl: ttl.min(core.cache_max_ttl),
-                        },
-                    );
+                }
+                _ => {
+                    core.metrics.upstream_errors.inc();
+                    core.servfail(&q, false, &mut out);
+                    set_id(&mut out, p.client_id);
                 }
             }
-            w.out.clear();
-            w.out.extend_from_slice(resp);
-            set_id(&mut w.out, p.client_id);
-            if w.out.len() > q.response_limit(core.udp_size, false) {
-                core.truncated(&q, &mut w.out);
-                set_id(&mut w.out, p.client_id);
+            if sock.send_to(&out, p.client).is_err() {
+                core.metrics.send_failed.inc();
             }
-            let _ = send(sock, &w.out, p.client).await;
-            st.pool.push(p.query);
+        });
+        return;
+    }
+    // Cache NOERROR and NXDOMAIN answers for their TTL (RFC 2308 §5 for negative ones).
+    let now = unix_now();
+    if matches!(rcode(resp), Some(0 | 3)) && core.cache_entries > 0 {
+        if let Some(ttl) = answer_ttl(resp).filter(|t| *t > 0) {
+            if st.cache.len() >= core.cache_entries {
+                evict(&mut st.cache, now);
+            }
+            let mut key = [0u8; CACHE_KEY_LEN];
+            let k = cache_key(&q, &mut key);
+            st.cache.insert(
+                k.into(),
+                Cached {
+                    resp: resp.to_vec(),
+                    stored: now,
+                    ttl: ttl.min(core.cache_max_ttl),
+                },
+            );
         }
     }
+    w.out.clear();
+    w.out.extend_from_slice(resp);
+    set_id(&mut w.out, p.client_id);
+    if w.out.len() > q.response_limit(core.udp_size, false) {
+        core.truncated(&q, &mut w.out);
+        set_id(&mut w.out, p.client_id);
+    }
+    io.answer(core, &w.out, p.client);
+    st.pool.push(p.query);
 }
 
 /// Makes room: drops expired entries, or (if none) an arbitrary tenth of the cache.
@@ -410,13 +456,7 @@ fn evict(cache: &mut HashMap<Box<[u8]>, Cached>, now: u64) {
     }
 }
 
-async fn expire(
-    core: &DnsCore,
-    sock: &UdpSocket,
-    st: &mut UdpState,
-    w: &mut DnsWorker,
-    timeout: Duration,
-) {
+fn expire(core: &DnsCore, io: &mut Io, st: &mut UdpState, w: &mut DnsWorker, timeout: Duration) {
     let now = Instant::now();
     while let Some(&(sent, id)) = st.order.front() {
         if now.duration_since(sent) < timeout {
@@ -431,7 +471,7 @@ async fn expire(
                 if let Ok(q) = parse_query(&p.query) {
                     core.servfail(&q, false, &mut w.out);
                     set_id(&mut w.out, p.client_id);
-                    let _ = send(sock, &w.out, p.client).await;
+                    io.answer(core, &w.out, p.client);
                 }
                 st.pool.push(p.query);
             }
@@ -439,7 +479,6 @@ async fn expire(
     }
 }
 
-/// One query over TCP (RFC 7766 / RFC 1035 §4.2.2 length prefix), bounded by `limit`.
 pub async fn tcp_exchange(addr: SocketAddr, query: &[u8], limit: Duration) -> io::Result<Vec<u8>> {
     let fut = async {
         let mut s = TcpStream::connect(addr).await?;
