@@ -312,6 +312,9 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
         if let Some(addr) = gw.admin_addr {
             println!("admin http://{addr}/metrics");
         }
+        if let Some(addr) = gw.check_addr {
+            println!("check http://{addr}/v1/check/{{call,domain,url,message}}");
+        }
         println!("ready");
         wait_for_signals(&gw, signals).await;
         tracing::info!("shutting down");

@@ -19,6 +19,61 @@ pub struct Config {
     pub log: LogConfig,
     pub sip: SipConfig,
     pub dns: DnsConfig,
+    pub check: CheckConfig,
+}
+
+/// The check API (`POST /v1/check/{call,domain,url,message}`): SBCs and SMS firewalls ask.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckConfig {
+    pub enabled: bool,
+    /// Its own listener, or "" to serve it on the admin listener.
+    pub listen: String,
+    /// Largest request body accepted (bytes; 413 beyond).
+    pub max_body: usize,
+    /// Most elements in one batch (413 beyond).
+    pub max_batch: usize,
+    /// Longest message text (bytes; 422 beyond).
+    pub max_text: usize,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        let l = crate::check::CheckLimits::default();
+        CheckConfig {
+            enabled: true,
+            listen: String::new(),
+            max_body: l.max_body,
+            max_batch: l.max_batch,
+            max_text: l.max_text,
+        }
+    }
+}
+
+impl CheckConfig {
+    fn validate(&self, admin: &AdminConfig) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if !self.listen.is_empty() {
+            parse_sockaddr("check.listen", &self.listen)?;
+        } else if admin.listen.is_empty() {
+            return Err(err(
+                "check.listen",
+                "the check API is enabled but has no listener: set check.listen, or admin.listen to share it",
+            ));
+        }
+        for (key, v) in [
+            ("check.max_body", self.max_body),
+            ("check.max_batch", self.max_batch),
+            ("check.max_text", self.max_text),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the rule snapshot comes from.
@@ -389,6 +444,7 @@ impl Config {
             return Err(err("log.format", "must be \"human\" or \"json\""));
         }
         self.dns.validate()?;
+        self.check.validate(&self.admin)?;
         let s = &self.sip;
         if !s.enabled {
             return Ok(());
@@ -739,6 +795,20 @@ mod tests {
         let c = Config::embedded().unwrap();
         assert_eq!(c.sip.mode, SipMode::Proxy);
         assert!(c.sip.enabled);
+    }
+
+    #[test]
+    fn the_check_api_needs_a_listener_and_sane_limits() {
+        let mut c = Config::embedded().unwrap();
+        assert!(c.check.enabled && c.check.listen.is_empty());
+        c.admin.listen = String::new();
+        assert_eq!(c.validate().unwrap_err().key, "check.listen");
+        c.check.listen = "127.0.0.1:8081".into();
+        c.validate().unwrap();
+        c.check.max_batch = 0;
+        assert_eq!(c.validate().unwrap_err().key, "check.max_batch");
+        c.check.enabled = false;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -18,6 +18,7 @@
 // Denied everywhere but in `mmsg`, which allows it for two system calls (see there).
 #![deny(unsafe_code)]
 
+pub mod check;
 pub mod config;
 pub mod dns;
 pub mod dns_plane;

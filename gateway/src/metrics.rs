@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::check::Endpoint;
 use crate::store::Store;
 
 /// Upper bounds (seconds) of the latency buckets: 1 µs … 100 ms.
@@ -489,12 +490,116 @@ impl DnsMetrics {
     }
 }
 
+/// Check API counters (`/v1/check/*`); verdicts are counted in the store under
+/// `plane="check"`.
+#[derive(Debug, Clone)]
+pub struct CheckMetrics {
+    requests: Family<Labels, Counter>,
+    /// Handles resolved at start: `[endpoint][status]` in [`Endpoint::ALL`] × [`CHECK_STATUSES`]
+    /// order, so counting a request is one atomic add.
+    by_status: Arc<[Counter]>,
+    item_errors: Family<Labels, Counter>,
+    item_error: Arc<[Counter]>,
+    /// From the request body in hand to the answer encoded; a batch is one observation.
+    pub latency: Arc<Histogram>,
+}
+
+/// The statuses the check API answers with (the `status` label); any other counts as `other`.
+pub const CHECK_STATUSES: [&str; 7] = ["200", "400", "413", "415", "422", "500", "other"];
+
+impl CheckMetrics {
+    fn register(reg: &mut Registry) -> CheckMetrics {
+        let requests: Family<Labels, Counter> = Family::default();
+        let item_errors: Family<Labels, Counter> = Family::default();
+        let by_status = Endpoint::ALL
+            .iter()
+            .flat_map(|e| {
+                CHECK_STATUSES.iter().map(|s| {
+                    requests
+                        .get_or_create(&vec![("endpoint", e.as_str()), ("status", *s)])
+                        .clone()
+                })
+            })
+            .collect();
+        let item_error = Endpoint::ALL
+            .iter()
+            .map(|e| {
+                item_errors
+                    .get_or_create(&vec![("endpoint", e.as_str())])
+                    .clone()
+            })
+            .collect();
+        let m = CheckMetrics {
+            requests,
+            by_status,
+            item_errors,
+            item_error,
+            latency: Arc::new(Histogram::default()),
+        };
+        let r = reg.sub_registry_with_prefix("check");
+        r.register(
+            "requests",
+            "Check API requests, by endpoint and HTTP status",
+            m.requests.clone(),
+        );
+        r.register(
+            "item_errors",
+            "Elements of batch check requests answered with an error (the request itself got 200)",
+            m.item_errors.clone(),
+        );
+        m
+    }
+
+    /// Counts one answered request.
+    #[inline]
+    pub fn request(&self, endpoint: Endpoint, status: u16) {
+        let s = match status {
+            200 => 0,
+            400 => 1,
+            413 => 2,
+            415 => 3,
+            422 => 4,
+            500 => 5,
+            _ => 6,
+        };
+        if let Some(c) = self
+            .by_status
+            .get(endpoint as usize * CHECK_STATUSES.len() + s)
+        {
+            c.inc();
+        }
+    }
+
+    /// Counts one batch element answered with an error.
+    #[inline]
+    pub fn item_error(&self, endpoint: Endpoint) {
+        if let Some(c) = self.item_error.get(endpoint as usize) {
+            c.inc();
+        }
+    }
+
+    /// The count for one endpoint and status label (tests, status).
+    pub fn requests(&self, endpoint: Endpoint, status: &'static str) -> u64 {
+        self.requests
+            .get_or_create(&vec![("endpoint", endpoint.as_str()), ("status", status)])
+            .get()
+    }
+
+    /// The batch elements answered with an error, for one endpoint (tests, status).
+    pub fn item_errors(&self, endpoint: Endpoint) -> u64 {
+        self.item_errors
+            .get_or_create(&vec![("endpoint", endpoint.as_str())])
+            .get()
+    }
+}
+
 /// Everything a gateway exports.
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
     pub sip: SipMetrics,
     pub dns: DnsMetrics,
+    pub check: CheckMetrics,
     /// Snapshot reloads refused (bad file, checksum, version …); the running one stayed.
     pub reload_failures: Counter,
 }
@@ -504,6 +609,7 @@ struct StoreCollector {
     store: Arc<Store>,
     sip_latency: Arc<Histogram>,
     dns_latency: Arc<Histogram>,
+    check_latency: Arc<Histogram>,
 }
 
 impl Collector for StoreCollector {
@@ -562,6 +668,11 @@ impl Collector for StoreCollector {
             "dragnet_dns_upstream_duration_seconds",
             "Upstream resolver round trip per forwarded query",
             &mut e,
+        )?;
+        self.check_latency.encode(
+            "dragnet_check_duration_seconds",
+            "Per check API request: from the body in hand to the answer encoded (a batch counts once)",
+            &mut e,
         )
     }
 }
@@ -571,6 +682,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let sip = SipMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let dns = DnsMetrics::register(registry.sub_registry_with_prefix("dragnet"));
+        let check = CheckMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let reload_failures = Counter::default();
         registry.register(
             "dragnet_snapshot_reload_failures",
@@ -581,11 +693,13 @@ impl Metrics {
             store,
             sip_latency: sip.screen_latency.clone(),
             dns_latency: dns.upstream_latency.clone(),
+            check_latency: check.latency.clone(),
         }));
         Metrics {
             registry,
             sip,
             dns,
+            check,
             reload_failures,
         }
     }

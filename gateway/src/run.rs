@@ -71,6 +71,8 @@ pub struct Gateway {
     /// DNS-over-QUIC addresses bound (`dns.listen_doq`, RFC 9250), in the configured order.
     pub doq_addrs: Vec<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
+    /// Where the check API answers (its own listener, or the admin one).
+    pub check_addr: Option<SocketAddr>,
     snapshot: Option<PathBuf>,
     _tasks: JoinSet<()>,
     /// The planes' UDP worker threads (stopped and joined on drop).
@@ -154,6 +156,45 @@ impl Gateway {
             }
             dns = Some(core);
         }
+        let check = cfg.check.enabled.then(|| {
+            let c = &cfg.check;
+            let limits = crate::check::CheckLimits {
+                max_body: c.max_body,
+                max_batch: c.max_batch,
+                max_text: c.max_text,
+            };
+            let s = &cfg.sip;
+            let trunks = s
+                .ingress
+                .iter()
+                .map(|g| {
+                    (
+                        g.trunk.clone(),
+                        g.international.unwrap_or(g.trunk == "international"),
+                    )
+                })
+                .chain([(s.default_trunk.clone(), s.default_trunk == "international")]);
+            Arc::new(
+                crate::check::CheckApi::new(store.clone(), limits, metrics.check.clone())
+                    .with_trunks(trunks),
+            )
+            .router()
+        });
+        let mut check_addr = None;
+        let check = match check {
+            Some(router) if !cfg.check.listen.is_empty() => {
+                let a = parse_sockaddr("check.listen", &cfg.check.listen)?;
+                let l = tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot bind check API {a}: {e}"))
+                })?;
+                check_addr = Some(l.local_addr()?);
+                tasks.spawn(async move {
+                    let _ = axum::serve(l, router).await;
+                });
+                None
+            }
+            other => other,
+        };
         let mut admin_addr = None;
         if !cfg.admin.listen.is_empty() {
             let a = parse_sockaddr("admin.listen", &cfg.admin.listen)?;
@@ -161,7 +202,12 @@ impl Gateway {
                 std::io::Error::new(e.kind(), format!("cannot bind admin {a}: {e}"))
             })?;
             admin_addr = Some(l.local_addr()?);
-            let app = admin_router(metrics.clone(), store.clone());
+            let mut app = admin_router(metrics.clone(), store.clone());
+            if let Some(router) = check {
+                // The check API shares the admin listener.
+                check_addr = admin_addr;
+                app = app.merge(router);
+            }
             tasks.spawn(async move {
                 let _ = axum::serve(l, app).await;
             });
@@ -175,6 +221,7 @@ impl Gateway {
             dns_addrs,
             doq_addrs,
             admin_addr,
+            check_addr,
             snapshot: cfg.rules.snapshot.clone(),
             _tasks: tasks,
             _threads: threads,

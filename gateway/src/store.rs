@@ -21,15 +21,18 @@ pub enum Plane {
     Dns = 1,
     /// HTTP proxy, TLS SNI and QUIC Initial SNI.
     Web = 2,
+    /// The check API (`/v1/check/*`): SBCs and SMS firewalls asking over HTTP.
+    Check = 3,
 }
 
 impl Plane {
-    pub const ALL: [Plane; 3] = [Plane::Sip, Plane::Dns, Plane::Web];
+    pub const ALL: [Plane; 4] = [Plane::Sip, Plane::Dns, Plane::Web, Plane::Check];
     pub fn as_str(self) -> &'static str {
         match self {
             Plane::Sip => "sip",
             Plane::Dns => "dns",
             Plane::Web => "web",
+            Plane::Check => "check",
         }
     }
 }

@@ -19,6 +19,8 @@ case "${1:-start}" in
 snapshot = "$W/active.snap"
 [admin]
 listen = ""
+[check]
+enabled = false
 [log]
 level = "warn"
 [sip]
