@@ -312,6 +312,12 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
         if let Some(addr) = gw.admin_addr {
             println!("admin http://{addr}/metrics");
         }
+        if let Some(addr) = gw.web_tls_addr {
+            println!("web tls {addr} upstream {}", cfg.web.tls.upstream);
+        }
+        if let Some(addr) = gw.web_quic_addr {
+            println!("web quic {addr} upstream {}", cfg.web.quic.upstream);
+        }
         if let Some(addr) = gw.check_addr {
             println!("check http://{addr}/v1/check/{{call,domain,url,message}}");
         }

@@ -20,6 +20,16 @@ pub struct Config {
     pub sip: SipConfig,
     pub dns: DnsConfig,
     pub check: CheckConfig,
+    pub web: WebConfig,
+}
+
+/// The web plane: `[web.tls]` (transparent TLS port, SNI) and `[web.quic]` (QUIC relay, Initial
+/// SNI); each is off by default and documented on its struct.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub tls: crate::web::sni::SniConfig,
+    pub quic: crate::web::quic_relay::QuicRelayConfig,
 }
 
 /// The check API (`POST /v1/check/{call,domain,url,message}`): SBCs and SMS firewalls ask.
@@ -445,6 +455,8 @@ impl Config {
         }
         self.dns.validate()?;
         self.check.validate(&self.admin)?;
+        self.web.tls.validate()?;
+        self.web.quic.validate()?;
         let s = &self.sip;
         if !s.enabled {
             return Ok(());

@@ -600,6 +600,8 @@ pub struct Metrics {
     pub sip: SipMetrics,
     pub dns: DnsMetrics,
     pub check: CheckMetrics,
+    pub web_tls: Arc<crate::web::sni::SniMetrics>,
+    pub web_quic: Arc<crate::web::quic_relay::QuicRelayMetrics>,
     /// Snapshot reloads refused (bad file, checksum, version …); the running one stayed.
     pub reload_failures: Counter,
 }
@@ -683,6 +685,10 @@ impl Metrics {
         let sip = SipMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let dns = DnsMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let check = CheckMetrics::register(registry.sub_registry_with_prefix("dragnet"));
+        let web_tls = Arc::new(crate::web::sni::SniMetrics::default());
+        web_tls.register(registry.sub_registry_with_prefix("dragnet"));
+        let web_quic = Arc::new(crate::web::quic_relay::QuicRelayMetrics::default());
+        web_quic.register(registry.sub_registry_with_prefix("dragnet"));
         let reload_failures = Counter::default();
         registry.register(
             "dragnet_snapshot_reload_failures",
@@ -700,6 +706,8 @@ impl Metrics {
             sip,
             dns,
             check,
+            web_tls,
+            web_quic,
             reload_failures,
         }
     }

@@ -73,6 +73,10 @@ pub struct Gateway {
     pub admin_addr: Option<SocketAddr>,
     /// Where the check API answers (its own listener, or the admin one).
     pub check_addr: Option<SocketAddr>,
+    /// The transparent TLS port (`web.tls.listen`), bound.
+    pub web_tls_addr: Option<SocketAddr>,
+    /// The QUIC relay (`web.quic.listen`), bound.
+    pub web_quic_addr: Option<SocketAddr>,
     snapshot: Option<PathBuf>,
     _tasks: JoinSet<()>,
     /// The planes' UDP worker threads (stopped and joined on drop).
@@ -156,6 +160,36 @@ impl Gateway {
             }
             dns = Some(core);
         }
+        let mut web_tls_addr = None;
+        if cfg.web.tls.enabled {
+            let w = &cfg.web.tls;
+            let a = parse_sockaddr("web.tls.listen", &w.listen)?;
+            let l = tokio::net::TcpListener::bind(a).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot bind web.tls {a}: {e}"))
+            })?;
+            web_tls_addr = Some(l.local_addr()?);
+            let (store, cfg, m) = (store.clone(), Arc::new(w.clone()), metrics.web_tls.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::web::sni::serve(l, store, cfg, m).await {
+                    tracing::error!(error = %e, "the TLS SNI port stopped");
+                }
+            });
+        }
+        let mut web_quic_addr = None;
+        if cfg.web.quic.enabled {
+            let w = &cfg.web.quic;
+            let a = parse_sockaddr("web.quic.listen", &w.listen)?;
+            let sock = tokio::net::UdpSocket::bind(a).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot bind web.quic {a}: {e}"))
+            })?;
+            web_quic_addr = Some(sock.local_addr()?);
+            let (store, cfg, m) = (store.clone(), Arc::new(w.clone()), metrics.web_quic.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::web::quic_relay::serve(sock, store, cfg, m).await {
+                    tracing::error!(error = %e, "the QUIC relay stopped");
+                }
+            });
+        }
         let check = cfg.check.enabled.then(|| {
             let c = &cfg.check;
             let limits = crate::check::CheckLimits {
@@ -222,6 +256,8 @@ impl Gateway {
             doq_addrs,
             admin_addr,
             check_addr,
+            web_tls_addr,
+            web_quic_addr,
             snapshot: cfg.rules.snapshot.clone(),
             _tasks: tasks,
             _threads: threads,

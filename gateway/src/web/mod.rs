@@ -1,5 +1,9 @@
 //! The web plane: sans-IO readers of the names a client asks for — the TLS ClientHello's SNI
-//! ([`tls`]) and, for QUIC, the SNI inside the client's encrypted Initial packets.
+//! ([`tls`]) and, for QUIC, the SNI inside the client's encrypted Initial packets ([`quic`]) —
+//! and the tokio shells that act on them: the transparent TLS port ([`sni`]) and the QUIC relay
+//! ([`quic_relay`]).
 
 pub mod quic;
+pub mod quic_relay;
+pub mod sni;
 pub mod tls;
