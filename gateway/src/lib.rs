@@ -13,7 +13,9 @@
 //!   gateway from its configuration; [`examples`]: the embedded example rule set.
 //!
 //! - [`mmsg`]: batched UDP I/O (`recvmmsg`/`sendmmsg`), the only module with `unsafe` code;
-//! - [`web`]: the web plane's sans-IO readers (TLS ClientHello, QUIC Initial).
+//! - [`web`]: the web plane — sans-IO readers of the TLS ClientHello and the QUIC Initial, the
+//!   transparent TLS port ([`web::sni`]) and the QUIC relay ([`web::quic_relay`]);
+//! - [`check`]: the check API (JSON over HTTP) for SBCs and SMS firewalls.
 
 // Denied everywhere but in `mmsg`, which allows it for two system calls (see there).
 #![deny(unsafe_code)]
