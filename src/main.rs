@@ -312,6 +312,9 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
         if let Some(addr) = gw.admin_addr {
             println!("admin http://{addr}/metrics");
         }
+        for addr in &gw.web_http_addrs {
+            println!("web http {addr} mode {:?}", cfg.web.http.mode);
+        }
         if let Some(addr) = gw.web_tls_addr {
             println!("web tls {addr} upstream {}", cfg.web.tls.upstream);
         }

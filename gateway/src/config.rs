@@ -23,11 +23,12 @@ pub struct Config {
     pub web: WebConfig,
 }
 
-/// The web plane: `[web.tls]` (transparent TLS port, SNI) and `[web.quic]` (QUIC relay, Initial
-/// SNI); each is off by default and documented on its struct.
+/// The web plane: `[web.http]` (HTTP proxy), `[web.tls]` (transparent TLS port, SNI) and
+/// `[web.quic]` (QUIC relay, Initial SNI); each is off by default and documented on its struct.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
+    pub http: crate::web::http::HttpConfig,
     pub tls: crate::web::sni::SniConfig,
     pub quic: crate::web::quic_relay::QuicRelayConfig,
 }
@@ -455,6 +456,7 @@ impl Config {
         }
         self.dns.validate()?;
         self.check.validate(&self.admin)?;
+        self.web.http.validate()?;
         self.web.tls.validate()?;
         self.web.quic.validate()?;
         let s = &self.sip;

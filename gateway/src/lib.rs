@@ -14,7 +14,8 @@
 //!
 //! - [`mmsg`]: batched UDP I/O (`recvmmsg`/`sendmmsg`), the only module with `unsafe` code;
 //! - [`web`]: the web plane — sans-IO readers of the TLS ClientHello and the QUIC Initial, the
-//!   transparent TLS port ([`web::sni`]) and the QUIC relay ([`web::quic_relay`]);
+//!   transparent TLS port ([`web::sni`]), the QUIC relay ([`web::quic_relay`]) and the HTTP
+//!   proxy ([`web::http`]);
 //! - [`check`]: the check API (JSON over HTTP) for SBCs and SMS firewalls.
 
 // Denied everywhere but in `mmsg`, which allows it for two system calls (see there).

@@ -600,6 +600,7 @@ pub struct Metrics {
     pub sip: SipMetrics,
     pub dns: DnsMetrics,
     pub check: CheckMetrics,
+    pub web_http: Arc<crate::web::http::HttpMetrics>,
     pub web_tls: Arc<crate::web::sni::SniMetrics>,
     pub web_quic: Arc<crate::web::quic_relay::QuicRelayMetrics>,
     /// Snapshot reloads refused (bad file, checksum, version …); the running one stayed.
@@ -685,6 +686,12 @@ impl Metrics {
         let sip = SipMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let dns = DnsMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let check = CheckMetrics::register(registry.sub_registry_with_prefix("dragnet"));
+        let web_http = Arc::new(crate::web::http::HttpMetrics::new());
+        web_http.register(
+            registry
+                .sub_registry_with_prefix("dragnet")
+                .sub_registry_with_prefix("web"),
+        );
         let web_tls = Arc::new(crate::web::sni::SniMetrics::default());
         web_tls.register(registry.sub_registry_with_prefix("dragnet"));
         let web_quic = Arc::new(crate::web::quic_relay::QuicRelayMetrics::default());
@@ -706,6 +713,7 @@ impl Metrics {
             sip,
             dns,
             check,
+            web_http,
             web_tls,
             web_quic,
             reload_failures,

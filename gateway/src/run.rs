@@ -73,6 +73,8 @@ pub struct Gateway {
     pub admin_addr: Option<SocketAddr>,
     /// Where the check API answers (its own listener, or the admin one).
     pub check_addr: Option<SocketAddr>,
+    /// The HTTP proxy's listeners (`web.http.listen`), bound.
+    pub web_http_addrs: Vec<SocketAddr>,
     /// The transparent TLS port (`web.tls.listen`), bound.
     pub web_tls_addr: Option<SocketAddr>,
     /// The QUIC relay (`web.quic.listen`), bound.
@@ -159,6 +161,16 @@ impl Gateway {
                 tasks.spawn(async move { while set.join_next().await.is_some() {} });
             }
             dns = Some(core);
+        }
+        let mut web_http_addrs = Vec::new();
+        if cfg.web.http.enabled {
+            let w = Arc::new(cfg.web.http.clone());
+            for l in crate::web::http::bind(&w)? {
+                let l = tokio::net::TcpListener::from_std(l)?;
+                web_http_addrs.push(l.local_addr()?);
+                let (store, cfg, m) = (store.clone(), w.clone(), metrics.web_http.clone());
+                tasks.spawn(crate::web::http::serve(l, store, cfg, m));
+            }
         }
         let mut web_tls_addr = None;
         if cfg.web.tls.enabled {
@@ -256,6 +268,7 @@ impl Gateway {
             doq_addrs,
             admin_addr,
             check_addr,
+            web_http_addrs,
             web_tls_addr,
             web_quic_addr,
             snapshot: cfg.rules.snapshot.clone(),
