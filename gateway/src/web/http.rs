@@ -59,7 +59,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -1970,94 +1970,8 @@ async fn tunnel(
     idle: Duration,
     m: &HttpMetrics,
 ) {
-    let clock = Activity::new();
-    let mut c = Marked {
-        io: client,
-        clock: &clock,
-    };
-    let mut o = Marked {
-        io: origin,
-        clock: &clock,
-    };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut c, &mut o) => {}
-        _ = clock.idle(idle) => {
-            m.tunnel_idle_timeouts.inc();
-        }
-    }
-}
-
-/// When a tunnel last moved a byte (milliseconds since `start`).
-#[derive(Debug)]
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Completes once nothing was read for `limit`.
-    async fn idle(&self, limit: Duration) {
-        loop {
-            let due =
-                self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + limit;
-            if Instant::now() >= due {
-                return;
-            }
-            tokio::time::sleep_until(due.into()).await;
-        }
-    }
-}
-
-/// A stream whose reads mark the tunnel's activity clock, so that `copy_bidirectional` can be
-/// used and idle tunnels still closed.
-struct Marked<'a, T> {
-    io: T,
-    clock: &'a Activity,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Marked<'_, T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.clock.touch();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Marked<'_, T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    if super::splice::splice(client, origin, idle, None, None).await {
+        m.tunnel_idle_timeouts.inc();
     }
 }
 

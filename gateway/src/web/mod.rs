@@ -8,4 +8,5 @@ pub mod http;
 pub mod quic;
 pub mod quic_relay;
 pub mod sni;
+mod splice;
 pub mod tls;

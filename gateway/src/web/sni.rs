@@ -29,12 +29,8 @@
 //! (server_name), RFC 1122 §4.2.2.13 (closing with unread data sends RST), draft-ietf-tls-esni
 //! (ECH).
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dragnet_rules::Action;
@@ -43,7 +39,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -571,87 +567,6 @@ pub async fn read_hello<R: AsyncRead + Unpin>(
     }
 }
 
-/// The activity clock of a spliced connection: milliseconds since `start` of the last byte
-/// read in either direction.
-#[derive(Debug)]
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    /// Completes once nothing was read for `limit`.
-    async fn idle(&self, limit: Duration) {
-        loop {
-            let due = self.last() + limit;
-            if Instant::now() >= due {
-                return;
-            }
-            tokio::time::sleep_until(due).await;
-        }
-    }
-}
-
-/// A stream that counts the bytes read from it and marks the activity clock, so the splice can
-/// use `copy_bidirectional` and still close idle connections.
-struct Metered<'a> {
-    io: TcpStream,
-    bytes: &'a Counter,
-    activity: &'a Activity,
-}
-
-impl AsyncRead for Metered<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        let n = buf.filled().len().saturating_sub(before);
-        if n > 0 {
-            this.bytes.inc_by(n as u64);
-            this.activity.touch();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Metered<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
 /// Where an allowed connection goes.
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -781,22 +696,9 @@ async fn connection(
 /// Copies both directions (each half-closed on its own EOF) until both are done, an error
 /// occurs, or nothing moved for `idle`.
 async fn splice(client: TcpStream, up: TcpStream, idle: Duration, m: &SniMetrics) {
-    let activity = Activity::new();
-    let mut c = Metered {
-        io: client,
-        bytes: &m.bytes_to_upstream,
-        activity: &activity,
-    };
-    let mut u = Metered {
-        io: up,
-        bytes: &m.bytes_to_client,
-        activity: &activity,
-    };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
-        _ = activity.idle(idle) => {
-            m.idle_timeouts.inc();
-        }
+    let (to_up, to_client) = (Some(&m.bytes_to_upstream), Some(&m.bytes_to_client));
+    if super::splice::splice(client, up, idle, to_up, to_client).await {
+        m.idle_timeouts.inc();
     }
 }
 
