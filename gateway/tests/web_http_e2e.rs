@@ -750,3 +750,46 @@ fn origin_failures_loops_and_bad_targets() {
     let r = h.curl(&[], &h.url("shop.example", "/after"));
     assert_eq!(r.code, 200, "{r:?}");
 }
+
+/// Transparent mode: the client talks to the proxy as if it were the origin (origin-form target,
+/// Host header); the Host and the path decide, and allowed requests go to the configured upstream.
+#[test]
+fn transparent_mode_screens_on_host_and_path() {
+    let _g = serial();
+    if curl_missing("transparent_mode_screens_on_host_and_path") {
+        return;
+    }
+    let h = start("transparent", |c, port| {
+        c.mode = dragnet_gateway::web::http::HttpMode::Transparent;
+        c.upstream = Some(format!("127.0.0.1:{port}"));
+    });
+    let direct = |host: &str, path: &str| -> (u16, String) {
+        let out = curl_cmd()
+            .args(["-H", &format!("Host: {host}")])
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("{}{path}", h.proxy))
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = s.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    };
+    let (code, body) = direct("login.evil.example", "/account");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains(&domain_rule("evil.example").0), "{body}");
+    let (code, body) = direct("shop.example", "/pay/confirm/step2");
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = direct("shop.example", "/pay/history");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("origin saw GET /pay/history"), "{body}");
+    let seen = h.origin.seen();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the allowed request reaches the origin: {seen:?}"
+    );
+    assert_eq!(
+        seen[0].host, "shop.example",
+        "the Host is passed on: {seen:?}"
+    );
+}
