@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use dragnet_gateway::signing;
 use dragnet_rules::compile::{compile_args, CompileConfig, CompileSection, Manifest, SourceArg};
 use dragnet_rules::snapshot::{hex, write_snapshot};
 use dragnet_rules::{Call, Engine, Fact, Match, Number, Report, Scratch, Verdict};
@@ -28,7 +29,7 @@ enum Cmd {
     Run(RunArgs),
     /// Check facts against the embedded example rule set (examples/rules), or a snapshot with --rules.
     Check(CheckArgs),
-    /// Compile, inspect, check and compare rule sets.
+    /// Compile, inspect, check, compare and sign rule sets.
     #[command(subcommand)]
     Rules(RulesCmd),
     /// The simulator: synthetic rule sets (and, later, traffic with ground truth).
@@ -83,6 +84,27 @@ enum RulesCmd {
         file: PathBuf,
         #[command(flatten)]
         facts: Facts,
+    },
+    /// Make an ed25519 signing key pair: OUT.key (PKCS#8, mode 0600) and OUT.pub (trusted by
+    /// gateways through rules.trusted_keys).
+    Keygen {
+        /// Where to write, as DIR/NAME: NAME.key and NAME.pub are created (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a snapshot: writes SNAPSHOT.sig beside it.
+    Sign {
+        snapshot: PathBuf,
+        /// The private key (NAME.key from `dragnet rules keygen`).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify a snapshot's SNAPSHOT.sig against trusted public keys, and say what it vouches for.
+    Verify {
+        snapshot: PathBuf,
+        /// Trusted public keys (NAME.pub); the signature must verify against one of them.
+        #[arg(long, required = true, num_args = 1..)]
+        trusted: Vec<PathBuf>,
     },
     /// Compare two snapshots: entries added, removed and changed.
     Diff {
@@ -249,7 +271,12 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
         }
     };
     let engine = match &cfg.rules.snapshot {
-        Some(p) => Engine::load(p).with_context(|| "rules.snapshot".to_string())?,
+        Some(p) => {
+            let keys = cfg.rules.load_trusted_keys()?;
+            dragnet_gateway::run::load_snapshot_file(p, &keys)
+                .map_err(anyhow::Error::msg)
+                .context("rules.snapshot")?
+        }
         None => embedded_engine()?,
     };
     if a.check {
@@ -504,6 +531,41 @@ fn rules(cmd: RulesCmd) -> Result<ExitCode> {
             check(&e, &facts)
         }
         RulesCmd::Diff { old, new, limit } => diff(&old, &new, limit),
+        RulesCmd::Keygen { out } => {
+            let k = signing::keygen(&out)?;
+            println!("key id {}", k.key_id);
+            println!("private key {} (keep it secret)", k.key.display());
+            println!("public key {}", k.public.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Sign { snapshot, key } => {
+            let v = signing::sign(&snapshot, &key)?;
+            println!(
+                "signed {} version {} sha256 {} with key id {} -> {}",
+                snapshot.display(),
+                v.version,
+                v.sha256,
+                v.key_id,
+                signing::sig_path(&snapshot).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Verify { snapshot, trusted } => {
+            let keys = trusted
+                .iter()
+                .map(|p| signing::TrustedKey::load(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let v = signing::verify(&snapshot, &keys)
+                .with_context(|| format!("verifying {}", snapshot.display()))?;
+            println!(
+                "OK {} version {} sha256 {} signed by key id {}",
+                snapshot.display(),
+                v.version,
+                v.sha256,
+                v.key_id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -346,3 +346,60 @@ fn a_generated_million_entry_set_compiles_and_answers_its_truth() {
     let v: serde_json::Value = serde_json::from_str(&i).unwrap();
     assert!(v["counts"]["rules"].as_u64().unwrap() >= 1_000_000, "{i}");
 }
+
+#[test]
+fn signed_snapshots_verify_only_against_their_key() {
+    let d = tmpdir("signing");
+    let snap = d.join("rules.snap").display().to_string();
+    let ops = d.join("ops").display().to_string();
+    let other = d.join("other").display().to_string();
+    let out = ok(&["rules", "keygen", "--out", &ops]);
+    let id = line_for(&out, "key id ")["key id ".len()..].to_string();
+    assert_eq!(id.len(), 8, "{out}");
+    ok(&["rules", "keygen", "--out", &other]);
+    // A key is never overwritten.
+    let err = fails(&["rules", "keygen", "--out", &ops]);
+    assert!(err.contains("already exists"), "{err}");
+    ok(&[
+        "rules",
+        "compile",
+        &examples(),
+        "-o",
+        &snap,
+        "--ruleset-version",
+        "42",
+    ]);
+    let out = ok(&["rules", "sign", &snap, "--key", &format!("{ops}.key")]);
+    assert!(out.contains("version 42"), "{out}");
+    assert!(d.join("rules.snap.sig").exists());
+    let out = ok(&[
+        "rules",
+        "verify",
+        &snap,
+        "--trusted",
+        &format!("{other}.pub"),
+        &format!("{ops}.pub"),
+    ]);
+    let line = line_for(&out, "OK ");
+    assert!(line.contains("version 42"), "{out}");
+    assert!(line.ends_with(&format!("signed by key id {id}")), "{out}");
+
+    let o = dragnet(&[
+        "rules",
+        "verify",
+        &snap,
+        "--trusted",
+        &format!("{other}.pub"),
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("unknown key id {id}")), "{err}");
+
+    // One changed byte after signing is caught.
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&snap, bytes).unwrap();
+    let err = fails(&["rules", "verify", &snap, "--trusted", &format!("{ops}.pub")]);
+    assert!(err.contains("changed since signing"), "{err}");
+}

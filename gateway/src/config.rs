@@ -94,6 +94,28 @@ pub struct RulesConfig {
     /// A compiled snapshot (`dragnet rules compile`). Unset: the example rule set embedded in
     /// the binary. SIGHUP reloads this file; a bad file is refused and the running one kept.
     pub snapshot: Option<PathBuf>,
+    /// Public key files (`dragnet rules keygen`, `NAME.pub`) trusted to sign snapshots. Non-empty:
+    /// start-up and every reload refuse a snapshot whose `SNAPSHOT.sig` is missing or does not
+    /// verify against one of them (issue 6). Empty: signatures are not checked.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Let a reload install a snapshot whose version is not newer than the running one. Off: such
+    /// a reload is refused (anti-rollback: a replayed old, validly signed snapshot could otherwise
+    /// undo a block list).
+    pub allow_rollback: bool,
+}
+
+impl RulesConfig {
+    /// Reads and parses every trusted key file; errors name `rules.trusted_keys[i]`.
+    pub fn load_trusted_keys(&self) -> Result<Vec<crate::signing::TrustedKey>, ConfigError> {
+        self.trusted_keys
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                crate::signing::TrustedKey::load(p)
+                    .map_err(|e| err(format!("rules.trusted_keys[{i}]"), e.to_string()))
+            })
+            .collect()
+    }
 }
 
 /// The admin HTTP listener: `/metrics`, `/healthz`, `/readyz`.
@@ -454,6 +476,7 @@ impl Config {
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(err("log.format", "must be \"human\" or \"json\""));
         }
+        self.rules.load_trusted_keys()?;
         self.dns.validate()?;
         self.check.validate(&self.admin)?;
         self.web.http.validate()?;
@@ -880,6 +903,39 @@ mod tests {
             let e = Config::from_toml(text, "t").unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn trusted_keys_must_parse() {
+        use std::path::Path;
+        let d = std::env::temp_dir().join(format!("dragnet-config-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let k = crate::signing::keygen(&d.join("ops")).unwrap();
+        let junk = d.join("junk.pub");
+        std::fs::write(&junk, "not a key\n").unwrap();
+        let toml = |keys: &[&Path]| {
+            let list: Vec<String> = keys
+                .iter()
+                .map(|p| format!("{:?}", p.display().to_string()))
+                .collect();
+            format!(
+                "[rules]\ntrusted_keys = [{}]\nallow_rollback = true\n",
+                list.join(", ")
+            )
+        };
+        let c = Config::from_toml(&toml(&[&k.public]), "t").unwrap();
+        assert!(c.rules.allow_rollback);
+        assert_eq!(c.rules.load_trusted_keys().unwrap()[0].key_id(), k.key_id);
+        let e = Config::from_toml(&toml(&[&k.public, &junk]), "t").unwrap_err();
+        assert_eq!(e.key, "rules.trusted_keys[1]", "{e}");
+        assert!(e.reason.contains("64 hex digits"), "{e}");
+        let e = Config::from_toml(&toml(&[&d.join("missing.pub")]), "t").unwrap_err();
+        assert_eq!(e.key, "rules.trusted_keys[0]", "{e}");
+        // The private key is not a public key file.
+        let e = Config::from_toml(&toml(&[&k.key]), "t").unwrap_err();
+        assert_eq!(e.key, "rules.trusted_keys[0]", "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

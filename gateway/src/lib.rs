@@ -16,7 +16,8 @@
 //! - [`web`]: the web plane — sans-IO readers of the TLS ClientHello and the QUIC Initial, the
 //!   transparent TLS port ([`web::sni`]), the QUIC relay ([`web::quic_relay`]) and the HTTP
 //!   proxy ([`web::http`]);
-//! - [`check`]: the check API (JSON over HTTP) for SBCs and SMS firewalls.
+//! - [`check`]: the check API (JSON over HTTP) for SBCs and SMS firewalls;
+//! - [`signing`]: ed25519-signed snapshots (keys, detached `.sig` files, verification).
 
 // Denied everywhere but in `mmsg`, which allows it for two system calls (see there).
 #![deny(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod examples;
 pub mod metrics;
 pub mod mmsg;
 pub mod run;
+pub mod signing;
 pub mod sip;
 pub mod sip_plane;
 pub mod store;

@@ -3,7 +3,7 @@
 
 use crate::unix_now;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{parse_sockaddr, Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::signing::{self, TrustedKey};
 use crate::sip_plane::net::{self, Bound};
 use crate::sip_plane::SipCore;
 use crate::store::Store;
@@ -80,6 +81,10 @@ pub struct Gateway {
     /// The QUIC relay (`web.quic.listen`), bound.
     pub web_quic_addr: Option<SocketAddr>,
     snapshot: Option<PathBuf>,
+    /// `rules.trusted_keys`, parsed: non-empty, every reload must be signed by one of them.
+    trusted: Vec<TrustedKey>,
+    /// `rules.allow_rollback`.
+    allow_rollback: bool,
     _tasks: JoinSet<()>,
     /// The planes' UDP worker threads (stopped and joined on drop).
     _threads: Vec<crate::mmsg::Workers>,
@@ -89,6 +94,7 @@ impl Gateway {
     /// Binds and starts everything the configuration enables, on the current tokio runtime.
     pub async fn start(cfg: &Config, engine: Engine) -> Result<Gateway, StartError> {
         cfg.validate()?;
+        let trusted = cfg.rules.load_trusted_keys()?;
         let store = Arc::new(Store::new(engine, unix_now()));
         let metrics = Arc::new(Metrics::new(store.clone()));
         let mut tasks = JoinSet::new();
@@ -272,18 +278,32 @@ impl Gateway {
             web_tls_addr,
             web_quic_addr,
             snapshot: cfg.rules.snapshot.clone(),
+            trusted,
+            allow_rollback: cfg.rules.allow_rollback,
             _tasks: tasks,
             _threads: threads,
         })
     }
 
     /// Reloads the configured snapshot file. A bad file is refused with the reason; the running
-    /// snapshot stays active.
+    /// snapshot stays active. With trusted keys, the file must carry a valid signature
+    /// ([`load_snapshot_file`]); unless `rules.allow_rollback`, its version must be newer than the
+    /// running one. Every refusal counts in `dragnet_snapshot_reload_failures`.
     pub fn reload(&self) -> Result<u64, String> {
         let Some(p) = &self.snapshot else {
             return Err("no rules.snapshot configured: the embedded example set stays".into());
         };
-        match Engine::load(p) {
+        let checked = load_snapshot_file(p, &self.trusted).and_then(|e| {
+            let (new, running) = (e.version(), self.store.load().engine.version());
+            if new <= running && !self.allow_rollback {
+                return Err(format!(
+                    "{}: version {new} is not newer than the running version {running}; refused as a rollback (set rules.allow_rollback = true to allow it)",
+                    p.display()
+                ));
+            }
+            Ok(e)
+        });
+        match checked {
             Ok(e) => {
                 let v = e.version();
                 self.store.swap(e, unix_now());
@@ -291,7 +311,7 @@ impl Gateway {
             }
             Err(e) => {
                 self.metrics.reload_failures.inc();
-                Err(e.to_string())
+                Err(e)
             }
         }
     }
@@ -300,6 +320,19 @@ impl Gateway {
     pub fn swap(&self, e: Engine) -> u32 {
         self.store.swap(e, unix_now())
     }
+}
+
+/// Loads a snapshot file for start-up or reload. With trusted keys, the bytes are read once,
+/// verified against `SNAPSHOT.sig` and built from that same buffer, so the file cannot be swapped
+/// between the check and the load. Without, the file is streamed as before.
+pub fn load_snapshot_file(path: &Path, trusted: &[TrustedKey]) -> Result<Engine, String> {
+    if trusted.is_empty() {
+        return Engine::load(path).map_err(|e| e.to_string());
+    }
+    let sig = signing::read_sig(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    signing::verify_bytes(&bytes, &sig, trusted).map_err(|e| format!("{}: {e}", path.display()))?;
+    Engine::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn admin_router(metrics: Arc<Metrics>, store: Arc<Store>) -> Router {
@@ -335,4 +368,103 @@ fn admin_router(metrics: Arc<Metrics>, store: Arc<Store>) -> Router {
                 }
             }),
         )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use dragnet_rules::snapshot::write_snapshot;
+
+    /// A gateway with no listeners at all: only the store, the metrics and reload.
+    fn quiet_config(snapshot: &Path, keys: Vec<PathBuf>) -> Config {
+        let mut c = Config::default();
+        c.sip.enabled = false;
+        c.dns.enabled = false;
+        c.check.enabled = false;
+        c.admin.listen = String::new();
+        c.rules.snapshot = Some(snapshot.to_path_buf());
+        c.rules.trusted_keys = keys;
+        c
+    }
+
+    /// Writes the example rule set as snapshot `version` to `path` (aside, then renamed over, as
+    /// an operator would), signed with `key` when given; an unsigned write removes the old `.sig`.
+    fn install(path: &Path, version: u64, key: Option<&Path>) {
+        let e = crate::examples::engine(0).unwrap();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, write_snapshot(e.tables(), version, 0).unwrap()).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+        let _ = std::fs::remove_file(signing::sig_path(path));
+        if let Some(k) = key {
+            signing::sign(path, k).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn reload_refuses_unsigned_snapshots_and_rollbacks() {
+        let d = std::env::temp_dir().join(format!("dragnet-run-signed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let k = signing::keygen(&d.join("ops")).unwrap();
+        let snap = d.join("rules.snap");
+        install(&snap, 1, Some(&k.key));
+        let cfg = quiet_config(&snap, vec![k.public.clone()]);
+        let keys = cfg.rules.load_trusted_keys().unwrap();
+        let engine = load_snapshot_file(&snap, &keys).unwrap();
+        let gw = Gateway::start(&cfg, engine).await.unwrap();
+        let running = || gw.store.load().engine.version();
+        assert_eq!(running(), 1);
+
+        install(&snap, 2, None);
+        let e = gw.reload().unwrap_err();
+        assert!(e.contains("is missing"), "{e}");
+        assert_eq!(running(), 1);
+        assert_eq!(gw.metrics.reload_failures.get(), 1);
+        // Start-up refuses it too.
+        assert!(load_snapshot_file(&snap, &keys).is_err());
+
+        install(&snap, 2, Some(&k.key));
+        assert_eq!(gw.reload().unwrap(), 2);
+        assert_eq!(running(), 2);
+
+        install(&snap, 1, Some(&k.key));
+        let e = gw.reload().unwrap_err();
+        assert!(e.contains("rollback"), "{e}");
+        assert_eq!(running(), 2);
+        assert_eq!(gw.metrics.reload_failures.get(), 2);
+
+        // Signed by a key the gateway does not trust: refused, naming the key id.
+        let other = signing::keygen(&d.join("other")).unwrap();
+        install(&snap, 3, Some(&other.key));
+        let e = gw.reload().unwrap_err();
+        assert!(e.contains("unknown key id"), "{e}");
+        assert_eq!(running(), 2);
+        assert_eq!(gw.metrics.reload_failures.get(), 3);
+        drop(gw);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[tokio::test]
+    async fn allow_rollback_lets_an_older_version_back_in() {
+        let d = std::env::temp_dir().join(format!("dragnet-run-rollback-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let snap = d.join("rules.snap");
+        install(&snap, 5, None);
+        let mut cfg = quiet_config(&snap, Vec::new());
+        let gw = Gateway::start(&cfg, Engine::load(&snap).unwrap())
+            .await
+            .unwrap();
+        install(&snap, 5, None);
+        assert!(gw.reload().unwrap_err().contains("not newer"));
+        cfg.rules.allow_rollback = true;
+        let gw = Gateway::start(&cfg, Engine::load(&snap).unwrap())
+            .await
+            .unwrap();
+        install(&snap, 4, None);
+        assert_eq!(gw.reload().unwrap(), 4);
+        drop(gw);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
