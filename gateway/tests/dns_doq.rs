@@ -136,6 +136,7 @@ async fn doq_answers_policy_and_forwards_with_id_zero() {
     cfg.sip.enabled = false;
     cfg.admin.listen = String::new();
     cfg.check.enabled = false;
+    cfg.web.http.enabled = false;
     cfg.dns.listen_udp = vec![];
     cfg.dns.listen_tcp = vec![];
     cfg.dns.listen_doq = vec!["127.0.0.1:0".into()];
@@ -208,6 +209,7 @@ async fn a_self_signed_certificate_is_made_when_none_is_configured() {
     cfg.sip.enabled = false;
     cfg.admin.listen = String::new();
     cfg.check.enabled = false;
+    cfg.web.http.enabled = false;
     cfg.dns.listen_udp = vec![];
     cfg.dns.listen_tcp = vec![];
     cfg.dns.listen_doq = vec!["127.0.0.1:0".into()];

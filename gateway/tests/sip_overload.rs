@@ -51,6 +51,7 @@ async fn backlog_beyond_the_queue_gets_503_and_the_plane_recovers() {
     let mut cfg = Config::embedded().unwrap();
     cfg.admin.listen = String::new();
     cfg.check.enabled = false;
+    cfg.web.http.enabled = false;
     cfg.sip.listen_udp = vec!["127.0.0.1:0".into()];
     cfg.sip.listen_tcp = vec![];
     cfg.sip.next_hop = next_hop.local_addr().unwrap().to_string();
