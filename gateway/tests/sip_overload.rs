@@ -1,15 +1,20 @@
 //! Overload through the real UDP shell: a backlog beyond `sip.queue` gets 503 + Retry-After for
 //! new INVITEs, counted, and the plane recovers once the socket has drained.
 //!
-//! Deterministic without sleeps: the test runs on a current-thread runtime, so the plane's task
-//! cannot read anything until the test awaits; all datagrams are in the socket before it does.
+//! Deterministic without sleeps: the datagrams are sent to the bound socket before the plane's
+//! worker thread is started, so its first batch holds them all.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use dragnet_gateway::config::Config;
-use dragnet_gateway::run::Gateway;
+use dragnet_gateway::metrics::Metrics;
+use dragnet_gateway::sip_plane::net::{spawn, Bound};
+use dragnet_gateway::sip_plane::SipCore;
+use dragnet_gateway::store::Store;
 
 fn invite(i: usize, caller_port: u16) -> Vec<u8> {
     format!(
@@ -49,21 +54,26 @@ async fn backlog_beyond_the_queue_gets_503_and_the_plane_recovers() {
     uac.set_nonblocking(true).unwrap();
     let uac_port = uac.local_addr().unwrap().port();
     let mut cfg = Config::embedded().unwrap();
-    cfg.admin.listen = String::new();
-    cfg.check.enabled = false;
-    cfg.web.http.enabled = false;
-    cfg.sip.listen_udp = vec!["127.0.0.1:0".into()];
-    cfg.sip.listen_tcp = vec![];
     cfg.sip.next_hop = next_hop.local_addr().unwrap().to_string();
     cfg.sip.queue = 3;
-    let engine = dragnet_gateway::examples::engine(0).unwrap();
-    let gw = Gateway::start(&cfg, engine).await.unwrap();
-    let plane: SocketAddr = gw.sip_addrs[0];
+    let bound = Bound::bind(
+        &["127.0.0.1:0".parse().unwrap()],
+        &[],
+        cfg.sip.socket_buffer,
+    )
+    .unwrap();
+    let addrs = bound.local_addrs().unwrap();
+    let plane: SocketAddr = addrs[0];
+    let store = Arc::new(Store::new(dragnet_gateway::examples::engine(0).unwrap(), 0));
+    let metrics = Arc::new(Metrics::new(store.clone()));
+    let core = Arc::new(SipCore::new(&cfg.sip, &addrs, store, metrics.sip.clone()).unwrap());
 
-    // Ten INVITEs queue up in the socket before the plane runs at all.
+    // Ten INVITEs queue up in the socket before the plane's worker thread exists (loopback
+    // delivers within send_to), so its first read takes them all back to back.
     for i in 0..10 {
         uac.send_to(&invite(i, uac_port), plane).unwrap();
     }
+    let (_tasks, _workers) = spawn(core, bound, 1, cfg.sip.queue, 16).unwrap();
     let mut forwarded = 0;
     let mut refused = 0;
     for _ in 0..10 {
@@ -81,8 +91,8 @@ async fn backlog_beyond_the_queue_gets_503_and_the_plane_recovers() {
         (3, 7),
         "the first `queue` are handled, the rest refused"
     );
-    assert_eq!(gw.metrics.sip.overload.get(), 7);
-    assert_eq!(gw.metrics.sip.responses.get("503"), 7);
+    assert_eq!(metrics.sip.overload.get(), 7);
+    assert_eq!(metrics.sip.responses.get("503"), 7);
 
     // The socket has drained: the next INVITE is screened and forwarded again.
     uac.send_to(&invite(99, uac_port), plane).unwrap();
@@ -91,5 +101,5 @@ async fn backlog_beyond_the_queue_gets_503_and_the_plane_recovers() {
         m.starts_with("INVITE ") && m.contains("z9hG4bK-ovl-99"),
         "{m}"
     );
-    assert_eq!(gw.metrics.sip.overload.get(), 7, "recovered");
+    assert_eq!(metrics.sip.overload.get(), 7, "recovered");
 }
