@@ -79,6 +79,34 @@ fn from_storage(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<Sock
     }
 }
 
+/// Points one message header at its buffer and address (`name_len` 0: no address, for a
+/// connected socket). The pointers stay valid while the batch's boxed buffers live and are not
+/// resized, which they never are; they are rebuilt before every call.
+fn point(
+    h: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    buf: &mut [u8],
+    addr: &mut libc::sockaddr_storage,
+    name_len: libc::socklen_t,
+) {
+    *iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    h.msg_hdr.msg_name = if name_len == 0 {
+        std::ptr::null_mut()
+    } else {
+        (addr as *mut libc::sockaddr_storage).cast()
+    };
+    h.msg_hdr.msg_namelen = name_len;
+    h.msg_hdr.msg_iov = iov;
+    h.msg_hdr.msg_iovlen = 1;
+    h.msg_hdr.msg_control = std::ptr::null_mut();
+    h.msg_hdr.msg_controllen = 0;
+    h.msg_hdr.msg_flags = 0;
+    h.msg_len = 0;
+}
+
 /// Buffers for one `recvmmsg`: `n` datagrams of at most `size` bytes each.
 pub struct RecvBatch {
     bufs: Box<[u8]>,
@@ -125,22 +153,16 @@ impl RecvBatch {
     /// were read; `WouldBlock`/`TimedOut` when none were there.
     pub fn recv(&mut self, fd: &impl AsRawFd, wait: bool) -> io::Result<usize> {
         self.got = 0;
-        let base = self.bufs.as_mut_ptr();
+        let storage = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         for i in 0..self.hdrs.len() {
-            // SAFETY: i * size + size <= bufs.len(): the pointer stays inside the buffer.
-            self.iovs[i] = libc::iovec {
-                iov_base: unsafe { base.add(i * self.size) }.cast(),
-                iov_len: self.size,
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
+            let slot = &mut self.bufs[i * self.size..(i + 1) * self.size];
+            point(
+                &mut self.hdrs[i],
+                &mut self.iovs[i],
+                slot,
+                &mut self.addrs[i],
+                storage,
+            );
         }
         let flags = if wait {
             libc::MSG_WAITFORONE
@@ -273,26 +295,16 @@ impl SendBatch {
     /// are not retried: UDP is best effort, the sender retransmits). The batch is empty after.
     pub fn flush(&mut self, fd: &impl AsRawFd) -> usize {
         let total = self.queued;
-        let base = self.bufs.as_mut_ptr();
         for i in 0..total {
-            // SAFETY: i * size + lens[i] <= bufs.len().
-            self.iovs[i] = libc::iovec {
-                iov_base: unsafe { base.add(i * self.size) }.cast(),
-                iov_len: self.lens[i],
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_hdr.msg_name = if self.addr_lens[i] == 0 {
-                std::ptr::null_mut()
-            } else {
-                (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast()
-            };
-            h.msg_hdr.msg_namelen = self.addr_lens[i];
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
+            let start = i * self.size;
+            let slot = &mut self.bufs[start..start + self.lens[i]];
+            point(
+                &mut self.hdrs[i],
+                &mut self.iovs[i],
+                slot,
+                &mut self.addrs[i],
+                self.addr_lens[i],
+            );
         }
         let fd = fd.as_raw_fd();
         let mut sent = 0;
