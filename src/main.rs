@@ -106,6 +106,35 @@ enum RulesCmd {
         #[arg(long, required = true, num_args = 1..)]
         trusted: Vec<PathBuf>,
     },
+    /// Sign a rollback order: lets gateways install this OLDER snapshot once (anti-rollback is
+    /// lifted for exactly it; each gateway logs an audit line). Writes SNAPSHOT.rollback; hand it
+    /// to `dragnet rules push --rollback` or the rules server's publish.
+    Rollback {
+        snapshot: PathBuf,
+        /// The private key (NAME.key); gateways must trust its NAME.pub.
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the order (default SNAPSHOT.rollback).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Push a signed snapshot straight to one gateway's admin API (small sites; a fleet uses the
+    /// rules server). Sends SNAPSHOT with SNAPSHOT.sig.
+    Push {
+        snapshot: PathBuf,
+        /// The gateway's admin listener, ip:port.
+        #[arg(long)]
+        gateway: String,
+        /// File holding the gateway's admin bearer token (admin.token_file).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// A rollback order (from `dragnet rules rollback`) to install an older snapshot.
+        #[arg(long)]
+        rollback: Option<PathBuf>,
+        /// Run it in shadow beside the active snapshot instead of installing it.
+        #[arg(long)]
+        shadow: bool,
+    },
     /// Compare two snapshots: entries added, removed and changed.
     Diff {
         old: PathBuf,
@@ -270,24 +299,25 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let engine = match &cfg.rules.snapshot {
-        Some(p) => {
-            let keys = cfg.rules.load_trusted_keys()?;
-            dragnet_gateway::run::load_snapshot_file(p, &keys)
-                .map_err(anyhow::Error::msg)
-                .context("rules.snapshot")?
-        }
-        None => embedded_engine()?,
-    };
+    // The last-good snapshot (rules.state_dir) is read before any socket is bound.
+    let init = dragnet_gateway::run::initial_snapshot(&cfg, || {
+        embedded_engine().map_err(|e| format!("{e:#}"))
+    })
+    .map_err(anyhow::Error::msg)
+    .context("rules.snapshot")?;
     if a.check {
         println!(
-            "configuration OK; snapshot version {} with {} rules",
-            engine.version(),
-            engine.rule_count()
+            "configuration OK; snapshot version {} with {} rules ({})",
+            init.engine.version(),
+            init.engine.rule_count(),
+            init.provenance.origin
         );
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(&cfg.log);
+    if let Some(n) = &init.note {
+        tracing::warn!("{n}");
+    }
     // One worker: everything on this thread (no cross-thread wake-ups); more: a thread each.
     let rt = if cfg.sip.workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -303,12 +333,13 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
     .context("starting the runtime")?;
     rt.block_on(async move {
         let signals = install_signals()?;
-        let gw = dragnet_gateway::run::Gateway::start(&cfg, engine).await?;
+        let gw = dragnet_gateway::run::Gateway::start_initial(&cfg, init).await?;
         let a = gw.store.load();
         tracing::info!(
             version = a.engine.version(),
             rules = a.engine.rule_count(),
-            source = cfg
+            origin = gw.store.provenance().origin,
+            file = cfg
                 .rules
                 .snapshot
                 .as_ref()
@@ -549,6 +580,67 @@ fn rules(cmd: RulesCmd) -> Result<ExitCode> {
                 signing::sig_path(&snapshot).display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Rollback { snapshot, key, out } => {
+            let bytes = std::fs::read(&snapshot)
+                .with_context(|| format!("reading {}", snapshot.display()))?;
+            let pkcs8 =
+                std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?;
+            let order = signing::rollback_order(&bytes, &pkcs8, unix_now())
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("{}", key.display()))?;
+            let out = out.unwrap_or_else(|| {
+                let mut p = snapshot.clone().into_os_string();
+                p.push(".rollback");
+                PathBuf::from(p)
+            });
+            std::fs::write(&out, &order).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "rollback order for {} -> {} (valid {} h; each gateway obeys it once and logs it)",
+                snapshot.display(),
+                out.display(),
+                signing::ROLLBACK_MAX_AGE / 3600
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Push {
+            snapshot,
+            gateway,
+            token_file,
+            rollback,
+            shadow,
+        } => {
+            let bytes = std::fs::read(&snapshot)
+                .with_context(|| format!("reading {}", snapshot.display()))?;
+            let sig = signing::read_sig(&snapshot)?;
+            let token = std::fs::read_to_string(&token_file)
+                .with_context(|| format!("reading {}", token_file.display()))?;
+            let mut headers = vec![("X-Dragnet-Signature", signing::to_header(&sig))];
+            if let Some(r) = &rollback {
+                let o = std::fs::read_to_string(r)
+                    .with_context(|| format!("reading {}", r.display()))?;
+                headers.push(("X-Dragnet-Rollback", signing::to_header(&o)));
+            }
+            let (method, path) = if shadow {
+                ("PUT", "/v1/shadow")
+            } else {
+                ("POST", "/v1/snapshot")
+            };
+            let (status, body) = dragnet_gateway::admin::request(
+                &gateway,
+                method,
+                path,
+                Some(token.trim()),
+                &headers,
+                &bytes,
+            )
+            .with_context(|| format!("pushing to {gateway}"))?;
+            print!("{status} {body}");
+            Ok(if status == 200 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         RulesCmd::Verify { snapshot, trusted } => {
             let keys = trusted

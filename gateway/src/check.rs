@@ -348,15 +348,15 @@ impl Check for CallCheck {
         let (trunk, international) = api.ingress(self.ingress.as_deref(), e)?;
         // The same facts the SIP plane hands the engine for an INVITE; protected numbers are
         // decided by the engine before any rule (never blocked).
-        let v = e.check_call(
-            &Call {
-                caller,
-                callee,
-                trunk,
-                international,
-            },
-            now,
-        );
+        let call = Call {
+            caller,
+            callee,
+            trunk,
+            international,
+        };
+        let v = e.check_call(&call, now);
+        api.store
+            .shadow_compare(Plane::Check, v.action, |c| c.check_call(&call, now));
         Ok(Answer::counted(a, &v))
     }
 }
@@ -371,7 +371,7 @@ impl Check for DomainCheck {
     const ENDPOINT: Endpoint = Endpoint::Domain;
     fn decide<'a>(
         &self,
-        _: &CheckApi,
+        api: &CheckApi,
         a: &'a Active,
         now: u64,
         _: &mut Scratch,
@@ -381,6 +381,9 @@ impl Check for DomainCheck {
         let host = normalize_domain(&self.domain)
             .map_err(|err| Problem::invalid("domain", format!("domain: {err}")))?;
         let v = a.engine.check_domain(host.as_bytes(), now);
+        api.store.shadow_compare(Plane::Check, v.action, |e| {
+            e.check_domain(host.as_bytes(), now)
+        });
         Ok(Answer::counted(a, &v))
     }
 }
@@ -395,7 +398,7 @@ impl Check for UrlCheck {
     const ENDPOINT: Endpoint = Endpoint::Url;
     fn decide<'a>(
         &self,
-        _: &CheckApi,
+        api: &CheckApi,
         a: &'a Active,
         now: u64,
         scratch: &mut Scratch,
@@ -405,6 +408,9 @@ impl Check for UrlCheck {
         canonicalize_to_string(&self.url)
             .map_err(|err| Problem::invalid("url", format!("url: {err}")))?;
         let v = a.engine.check_url(self.url.as_bytes(), now, scratch);
+        api.store.shadow_compare(Plane::Check, v.action, |e| {
+            e.check_url(self.url.as_bytes(), now, scratch)
+        });
         Ok(Answer::counted(a, &v))
     }
 }
@@ -422,7 +428,7 @@ impl Check for MessageCheck {
         api: &CheckApi,
         a: &'a Active,
         now: u64,
-        _: &mut Scratch,
+        scratch: &mut Scratch,
     ) -> Result<Answer<'a>, Problem> {
         if self.text.trim().is_empty() {
             return Err(Problem::invalid(
@@ -441,6 +447,9 @@ impl Check for MessageCheck {
             ));
         }
         let (v, matches) = a.engine.explain_message(&self.text, now);
+        api.store.shadow_compare(Plane::Check, v.action, |e| {
+            e.check_message(&self.text, now, scratch)
+        });
         let mut ans = Answer::counted(a, &v);
         ans.matches = Some(hits(&a.engine, &matches));
         Ok(ans)

@@ -102,6 +102,11 @@ pub struct RulesConfig {
     /// a reload is refused (anti-rollback: a replayed old, validly signed snapshot could otherwise
     /// undo a block list).
     pub allow_rollback: bool,
+    /// Where the gateway keeps its last good snapshot (`last-good` pointer, `snap-<sha256>.snap`
+    /// and `.sig`) and the rollback orders it obeyed. Set it whenever snapshots arrive by push or
+    /// from a rules server: on start the newer of `snapshot` and the last-good one runs, so a
+    /// restart (or a crash mid-transfer) comes back on the last snapshot it had verified.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RulesConfig {
@@ -124,12 +129,52 @@ impl RulesConfig {
 pub struct AdminConfig {
     /// Empty string disables it.
     pub listen: String,
+    /// A file holding the bearer token (RFC 6750) that the mutating endpoints require
+    /// (`POST /v1/snapshot`, `/v1/reload`, `/v1/shadow…`). Unset: those endpoints answer 403.
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    /// Reads the token (trimmed); errors name `admin.token_file`.
+    pub fn load_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(p) = &self.token_file else {
+            return Ok(None);
+        };
+        let t = std::fs::read_to_string(p).map_err(|e| {
+            err(
+                "admin.token_file",
+                format!("cannot read {}: {e}", p.display()),
+            )
+        })?;
+        let t = t.trim();
+        // RFC 6750 §2.1 b64token characters; short tokens are guessable.
+        if t.len() < 16 {
+            return Err(err(
+                "admin.token_file",
+                format!("{}: the token must be at least 16 characters", p.display()),
+            ));
+        }
+        if !t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+        {
+            return Err(err(
+                "admin.token_file",
+                format!(
+                    "{}: the token may hold only letters, digits and -._~+/= (RFC 6750 §2.1)",
+                    p.display()
+                ),
+            ));
+        }
+        Ok(Some(t.to_string()))
+    }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "127.0.0.1:9090".into(),
+            token_file: None,
         }
     }
 }
@@ -477,6 +522,7 @@ impl Config {
             return Err(err("log.format", "must be \"human\" or \"json\""));
         }
         self.rules.load_trusted_keys()?;
+        self.admin.load_token()?;
         self.dns.validate()?;
         self.check.validate(&self.admin)?;
         self.web.http.validate()?;

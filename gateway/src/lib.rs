@@ -17,11 +17,16 @@
 //!   transparent TLS port ([`web::sni`]), the QUIC relay ([`web::quic_relay`]) and the HTTP
 //!   proxy ([`web::http`]);
 //! - [`check`]: the check API (JSON over HTTP) for SBCs and SMS firewalls;
-//! - [`signing`]: ed25519-signed snapshots (keys, detached `.sig` files, verification).
+//! - [`signing`]: ed25519-signed snapshots (keys, detached `.sig` files, verification) and
+//!   rollback orders;
+//! - [`snapshots`]: the snapshot lifecycle (verify, build, swap, persist last-good, shadow);
+//! - [`admin`]: the admin HTTP API (`/metrics`, `/healthz`, `/readyz`, `/v1/status`, and the
+//!   bearer-token endpoints that push, reload, shadow and promote snapshots).
 
 // Denied everywhere but in `mmsg`, which allows it for two system calls (see there).
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod check;
 pub mod config;
 pub mod dns;
@@ -33,6 +38,7 @@ pub mod run;
 pub mod signing;
 pub mod sip;
 pub mod sip_plane;
+pub mod snapshots;
 pub mod store;
 pub mod web;
 

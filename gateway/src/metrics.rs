@@ -605,6 +605,10 @@ pub struct Metrics {
     pub web_quic: Arc<crate::web::quic_relay::QuicRelayMetrics>,
     /// Snapshot reloads refused (bad file, checksum, version …); the running one stayed.
     pub reload_failures: Counter,
+    /// Snapshots installed and refused, by origin.
+    pub snapshots: crate::snapshots::SnapshotMetrics,
+    /// Mutating admin API requests.
+    pub admin: crate::admin::AdminMetrics,
 }
 
 #[derive(Debug)]
@@ -646,6 +650,41 @@ impl Collector for StoreCollector {
             None,
             c.metric_type(),
         )?)?;
+        // Shadow mode: the candidate's version (0 = none) and what it would decide differently.
+        let shadow = self.store.shadow();
+        let g = ConstGauge::new(shadow.as_ref().map_or(0, |s| s.engine.version() as i64));
+        g.encode(e.encode_descriptor(
+            "dragnet_shadow_version",
+            "Rule-set version of the candidate snapshot running in shadow (0 = none)",
+            None,
+            g.metric_type(),
+        )?)?;
+        if let Some(s) = &shadow {
+            let mut me = e.encode_descriptor(
+                "dragnet_shadow_compared",
+                "Decisions also taken with the shadow candidate, by plane",
+                None,
+                MetricType::Counter,
+            )?;
+            for (plane, n) in s.compared() {
+                ConstCounter::new(n).encode(me.encode_family(&[("plane", plane)])?)?;
+            }
+            let mut me = e.encode_descriptor(
+                "dragnet_shadow_differences",
+                "Decisions where the shadow candidate differs from the active snapshot, by plane, both actions and the candidate's category",
+                None,
+                MetricType::Counter,
+            )?;
+            for d in s.differences() {
+                let labels = [
+                    ("plane", d.plane),
+                    ("active", d.active),
+                    ("candidate", d.candidate),
+                    ("category", d.category.as_str()),
+                ];
+                ConstCounter::new(d.count).encode(me.encode_family(&labels)?)?;
+            }
+        }
         let totals = self.store.hit_totals();
         let mut me = e.encode_descriptor(
             "dragnet_verdicts",
@@ -702,6 +741,8 @@ impl Metrics {
             "Snapshot reloads refused (the running snapshot stayed)",
             reload_failures.clone(),
         );
+        let snapshots = crate::snapshots::SnapshotMetrics::register(&mut registry);
+        let admin = crate::admin::AdminMetrics::register(&mut registry);
         registry.register_collector(Box::new(StoreCollector {
             store,
             sip_latency: sip.screen_latency.clone(),
@@ -717,6 +758,8 @@ impl Metrics {
             web_tls,
             web_quic,
             reload_failures,
+            snapshots,
+            admin,
         }
     }
 

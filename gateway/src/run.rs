@@ -3,13 +3,9 @@
 
 use crate::unix_now;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use tokio::task::JoinSet;
 
 use crate::config::{parse_sockaddr, Config, ConfigError};
@@ -17,7 +13,8 @@ use crate::metrics::Metrics;
 use crate::signing::{self, TrustedKey};
 use crate::sip_plane::net::{self, Bound};
 use crate::sip_plane::SipCore;
-use crate::store::Store;
+use crate::snapshots::{Initial, Lifecycle};
+use crate::store::{Provenance, Store};
 use dragnet_rules::Engine;
 
 /// Why a gateway could not start.
@@ -80,23 +77,51 @@ pub struct Gateway {
     pub web_tls_addr: Option<SocketAddr>,
     /// The QUIC relay (`web.quic.listen`), bound.
     pub web_quic_addr: Option<SocketAddr>,
-    snapshot: Option<PathBuf>,
-    /// `rules.trusted_keys`, parsed: non-empty, every reload must be signed by one of them.
-    trusted: Vec<TrustedKey>,
-    /// `rules.allow_rollback`.
-    allow_rollback: bool,
+    /// The snapshot lifecycle: reload, push, shadow, promote, last-good.
+    pub snapshots: Arc<Lifecycle>,
     _tasks: JoinSet<()>,
     /// The planes' UDP worker threads (stopped and joined on drop).
     _threads: Vec<crate::mmsg::Workers>,
 }
 
 impl Gateway {
-    /// Binds and starts everything the configuration enables, on the current tokio runtime.
+    /// Binds and starts everything the configuration enables, on the current tokio runtime,
+    /// with `engine` (of unknown provenance: tests, benches).
     pub async fn start(cfg: &Config, engine: Engine) -> Result<Gateway, StartError> {
+        let origin = if cfg.rules.snapshot.is_some() {
+            "file"
+        } else {
+            "embedded"
+        };
+        let init = Initial {
+            engine,
+            provenance: Provenance {
+                origin,
+                ..Provenance::default()
+            },
+            note: None,
+        };
+        Gateway::start_initial(cfg, init).await
+    }
+
+    /// Binds and starts everything the configuration enables, on the current tokio runtime,
+    /// with the snapshot [`initial_snapshot`] chose.
+    pub async fn start_initial(cfg: &Config, init: Initial) -> Result<Gateway, StartError> {
         cfg.validate()?;
         let trusted = cfg.rules.load_trusted_keys()?;
-        let store = Arc::new(Store::new(engine, unix_now()));
+        let token = cfg.admin.load_token()?;
+        let store = Arc::new(Store::new(init.engine, unix_now()));
+        store.set_provenance(init.provenance);
         let metrics = Arc::new(Metrics::new(store.clone()));
+        let lifecycle = Arc::new(Lifecycle::new(
+            store.clone(),
+            trusted,
+            cfg.rules.allow_rollback,
+            cfg.rules.state_dir.clone(),
+            cfg.rules.snapshot.clone(),
+            metrics.snapshots.clone(),
+        ));
+        lifecycle.persist_running_file();
         let mut tasks = JoinSet::new();
         let mut threads = Vec::new();
         let mut sip = None;
@@ -254,7 +279,41 @@ impl Gateway {
                 std::io::Error::new(e.kind(), format!("cannot bind admin {a}: {e}"))
             })?;
             admin_addr = Some(l.local_addr()?);
-            let mut app = admin_router(metrics.clone(), store.clone());
+            let mut planes: Vec<(&'static str, Vec<String>)> = Vec::new();
+            let n_udp = cfg.sip.listen_udp.len();
+            let list = |addrs: &[SocketAddr], n_udp: usize| -> Vec<String> {
+                addrs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("{} {a}", if i < n_udp { "udp" } else { "tcp" }))
+                    .collect()
+            };
+            if sip.is_some() {
+                planes.push(("sip", list(&sip_addrs, n_udp)));
+            }
+            if dns.is_some() {
+                let mut l = list(&dns_addrs, cfg.dns.listen_udp.len());
+                l.extend(doq_addrs.iter().map(|a| format!("doq {a}")));
+                planes.push(("dns", l));
+            }
+            let mut web: Vec<String> = web_http_addrs.iter().map(|a| format!("http {a}")).collect();
+            web.extend(web_tls_addr.map(|a| format!("tls {a}")));
+            web.extend(web_quic_addr.map(|a| format!("quic {a}")));
+            if !web.is_empty() {
+                planes.push(("web", web));
+            }
+            if cfg.check.enabled {
+                planes.push(("check", vec![format!("http {}", check_addr.unwrap_or(a))]));
+            }
+            let mut app = crate::admin::Admin::new(
+                metrics.clone(),
+                store.clone(),
+                lifecycle.clone(),
+                token,
+                planes,
+                None,
+            )
+            .router();
             if let Some(router) = check {
                 // The check API shares the admin listener.
                 check_addr = admin_addr;
@@ -277,49 +336,43 @@ impl Gateway {
             web_http_addrs,
             web_tls_addr,
             web_quic_addr,
-            snapshot: cfg.rules.snapshot.clone(),
-            trusted,
-            allow_rollback: cfg.rules.allow_rollback,
+            snapshots: lifecycle,
             _tasks: tasks,
             _threads: threads,
         })
     }
 
-    /// Reloads the configured snapshot file. A bad file is refused with the reason; the running
-    /// snapshot stays active. With trusted keys, the file must carry a valid signature
-    /// ([`load_snapshot_file`]); unless `rules.allow_rollback`, its version must be newer than the
-    /// running one. Every refusal counts in `dragnet_snapshot_reload_failures`.
+    /// Reloads the configured snapshot file (SIGHUP). A bad file is refused with the reason; the
+    /// running snapshot stays. With trusted keys, the file must carry a valid signature; unless
+    /// `rules.allow_rollback`, its version must be newer than the running one. Every refusal
+    /// counts in `dragnet_snapshot_reload_failures` (and `dragnet_snapshot_refused{origin="file"}`).
     pub fn reload(&self) -> Result<u64, String> {
-        let Some(p) = &self.snapshot else {
-            return Err("no rules.snapshot configured: the embedded example set stays".into());
-        };
-        let checked = load_snapshot_file(p, &self.trusted).and_then(|e| {
-            let (new, running) = (e.version(), self.store.load().engine.version());
-            if new <= running && !self.allow_rollback {
-                return Err(format!(
-                    "{}: version {new} is not newer than the running version {running}; refused as a rollback (set rules.allow_rollback = true to allow it)",
-                    p.display()
-                ));
-            }
-            Ok(e)
-        });
-        match checked {
-            Ok(e) => {
-                let v = e.version();
-                self.store.swap(e, unix_now());
-                Ok(v)
-            }
-            Err(e) => {
-                self.metrics.reload_failures.inc();
-                Err(e)
-            }
+        let r = self.snapshots.reload();
+        if r.is_err() {
+            self.metrics.reload_failures.inc();
         }
+        r
     }
 
     /// Swaps in an engine directly (tests, pushes).
     pub fn swap(&self, e: Engine) -> u32 {
         self.store.swap(e, unix_now())
     }
+}
+
+/// Chooses the snapshot a gateway starts with: `rules.snapshot` and the last-good one in
+/// `rules.state_dir`, both verified, the newer valid one wins ([`crate::snapshots::initial`]).
+pub fn initial_snapshot(
+    cfg: &Config,
+    embedded: impl FnOnce() -> Result<Engine, String>,
+) -> Result<Initial, String> {
+    let keys = cfg.rules.load_trusted_keys().map_err(|e| e.to_string())?;
+    crate::snapshots::initial(
+        cfg.rules.snapshot.as_deref(),
+        cfg.rules.state_dir.as_deref(),
+        &keys,
+        embedded,
+    )
 }
 
 /// Loads a snapshot file for start-up or reload. With trusted keys, the bytes are read once,
@@ -335,46 +388,12 @@ pub fn load_snapshot_file(path: &Path, trusted: &[TrustedKey]) -> Result<Engine,
     Engine::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn admin_router(metrics: Arc<Metrics>, store: Arc<Store>) -> Router {
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let s = store.clone();
-                async move {
-                    // A gateway never runs without a valid snapshot: the store always has one.
-                    let a = s.load();
-                    (
-                        StatusCode::OK,
-                        format!("ready: snapshot version {}\n", a.engine.version()),
-                    )
-                        .into_response()
-                }
-            }),
-        )
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use dragnet_rules::snapshot::write_snapshot;
+    use std::path::PathBuf;
 
     /// A gateway with no listeners at all: only the store, the metrics and reload.
     fn quiet_config(snapshot: &Path, keys: Vec<PathBuf>) -> Config {

@@ -475,6 +475,127 @@ pub fn verify(snapshot: &Path, trusted: &[TrustedKey]) -> Result<Verified, SignE
     verify_bytes(&bytes, &sig, trusted)
 }
 
+/// The domain separator of a rollback order (never valid as a snapshot signature, and back).
+pub const ROLLBACK_DOMAIN: &[u8] = b"dragnet-rollback-v1\0";
+/// The first line of a rollback order.
+pub const ROLLBACK_MAGIC: &str = "dragnet-rollback-order v1";
+/// A rollback order older than this is refused (seconds): an order is for the incident at hand,
+/// not a standing permission a compromised server could replay next month.
+pub const ROLLBACK_MAX_AGE: u64 = 24 * 3600;
+
+/// An operator's signed permission to install one *older* snapshot (anti-rollback lifted for
+/// exactly that snapshot, once): `dragnet rules rollback`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackOrder {
+    pub key_id: String,
+    pub version: u64,
+    pub sha256: [u8; 32],
+    /// Unix seconds when it was issued; a gateway accepts each order once (it remembers the
+    /// newest `issued` it obeyed) and none older than [`ROLLBACK_MAX_AGE`].
+    pub issued: u64,
+}
+
+fn rollback_message(version: u64, sha256: &[u8; 32], issued: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ROLLBACK_DOMAIN.len() + 48);
+    m.extend_from_slice(ROLLBACK_DOMAIN);
+    m.extend_from_slice(&version.to_be_bytes());
+    m.extend_from_slice(sha256);
+    m.extend_from_slice(&issued.to_be_bytes());
+    m
+}
+
+/// Writes a rollback order for `snapshot` (its bytes), signed with the PKCS#8 key, issued at
+/// `issued` (Unix seconds). Text, one `name: value` per line:
+/// ```text
+/// dragnet-rollback-order v1
+/// key-id: 1a2b3c4d
+/// version: 41
+/// sha256: <64 hex digits>
+/// issued: 1795000000
+/// signature: <128 hex digits>
+/// ```
+pub fn rollback_order(snapshot: &[u8], pkcs8: &[u8], issued: u64) -> Result<String, String> {
+    let version = snapshot_version(snapshot).map_err(|e| e.to_string())?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
+        .map_err(|e| format!("not an ed25519 private key (PKCS#8): {e}"))?;
+    let sha: [u8; 32] = Sha256::digest(snapshot).into();
+    let sig = pair.sign(&rollback_message(version, &sha, issued));
+    Ok(format!(
+        "{ROLLBACK_MAGIC}\nkey-id: {}\nversion: {version}\nsha256: {}\nissued: {issued}\nsignature: {}\n",
+        key_id(pair.public_key().as_ref()),
+        hex(&sha),
+        hex(sig.as_ref())
+    ))
+}
+
+/// Checks a rollback order: format, trusted key, signature, and that it names exactly these
+/// snapshot bytes. Its age and whether it was used already are the caller's to check (they need
+/// the clock and the gateway's memory).
+pub fn verify_rollback(
+    order: &str,
+    snapshot: &[u8],
+    trusted: &[TrustedKey],
+) -> Result<RollbackOrder, String> {
+    let mut lines = order.lines();
+    if lines.next().map(str::trim_end) != Some(ROLLBACK_MAGIC) {
+        return Err(format!(
+            "rollback order: line 1: expected {ROLLBACK_MAGIC:?}"
+        ));
+    }
+    let mut get = |n: usize, name: &str| -> Result<String, String> {
+        lines
+            .next()
+            .and_then(|l| l.strip_prefix(name))
+            .and_then(|r| r.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+            .ok_or_else(|| format!("rollback order: line {n}: expected \"{name}: ...\""))
+    };
+    let id = get(2, "key-id")?.to_ascii_lowercase();
+    let version = get(3, "version")?
+        .parse::<u64>()
+        .map_err(|_| "rollback order: line 3: the version must be a whole number".to_string())?;
+    let sha256 = parse_hex::<32>(&get(4, "sha256")?)
+        .ok_or("rollback order: line 4: sha256 must be 64 hex digits")?;
+    let issued = get(5, "issued")?
+        .parse::<u64>()
+        .map_err(|_| "rollback order: line 5: issued must be Unix seconds".to_string())?;
+    let signature = parse_hex::<64>(&get(6, "signature")?)
+        .ok_or("rollback order: line 6: the signature must be 128 hex digits")?;
+    let key = trusted.iter().find(|k| k.key_id == id).ok_or_else(|| {
+        format!("rollback order signed by unknown key id {id}: not among the trusted keys")
+    })?;
+    UnparsedPublicKey::new(&ED25519, &key.public)
+        .verify(&rollback_message(version, &sha256, issued), &signature)
+        .map_err(|_| format!("rollback order: the signature does not verify with key {id}"))?;
+    let sha: [u8; 32] = Sha256::digest(snapshot).into();
+    if sha != sha256 || snapshot_version(snapshot).ok() != Some(version) {
+        return Err(format!(
+            "rollback order names version {version} sha256 {}, not this snapshot (sha256 {})",
+            hex(&sha256),
+            hex(&sha)
+        ));
+    }
+    Ok(RollbackOrder {
+        key_id: id,
+        version,
+        sha256,
+        issued,
+    })
+}
+
+/// A `.sig` or rollback order on one line (`;` for newlines), for an HTTP header
+/// (`X-Dragnet-Signature: $(tr '\n' ';' < SNAPSHOT.sig)`); the fields never contain `;`.
+pub fn to_header(text: &str) -> String {
+    text.trim_end().replace('\n', ";")
+}
+
+/// The inverse of [`to_header`].
+pub fn from_header(line: &str) -> String {
+    let mut s = line.trim().replace(';', "\n");
+    s.push('\n');
+    s
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -638,6 +759,48 @@ mod tests {
             sign(&snap, &k.public),
             Err(SignError::BadPrivateKey { .. })
         ));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn rollback_orders_name_one_snapshot_and_one_key() {
+        let d = std::env::temp_dir().join(format!("dragnet-rollback-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let k = keygen(&d.join("ops")).unwrap();
+        let trusted = vec![TrustedKey::load(&k.public).unwrap()];
+        let pkcs8 = std::fs::read(&k.key).unwrap();
+        let e = crate::examples::engine(0).unwrap();
+        let v3 = dragnet_rules::snapshot::write_snapshot(e.tables(), 3, 0).unwrap();
+        let v4 = dragnet_rules::snapshot::write_snapshot(e.tables(), 4, 0).unwrap();
+        let order = rollback_order(&v3, &pkcs8, 1000).unwrap();
+        let o = verify_rollback(&order, &v3, &trusted).unwrap();
+        assert_eq!(
+            (o.version, o.issued, o.key_id.as_str()),
+            (3, 1000, k.key_id.as_str())
+        );
+        // Through a header and back.
+        assert_eq!(
+            verify_rollback(&from_header(&to_header(&order)), &v3, &trusted).unwrap(),
+            o
+        );
+        // Not for another snapshot.
+        let err = verify_rollback(&order, &v4, &trusted).unwrap_err();
+        assert!(err.contains("not this snapshot"), "{err}");
+        // Tampered issue time: the signature no longer verifies.
+        let forged = order.replace("issued: 1000", "issued: 2000");
+        assert!(verify_rollback(&forged, &v3, &trusted)
+            .unwrap_err()
+            .contains("does not verify"));
+        // Unknown key.
+        let other = keygen(&d.join("other")).unwrap();
+        let other = vec![TrustedKey::load(&other.public).unwrap()];
+        assert!(verify_rollback(&order, &v3, &other)
+            .unwrap_err()
+            .contains("unknown key id"));
+        // A snapshot signature is not a rollback order.
+        let (_, sig) = sign_bytes(&v3, &pkcs8).unwrap();
+        assert!(verify_rollback(&sig, &v3, &trusted).is_err());
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -8,11 +8,11 @@
 //! *name*, so the exported counters never go down.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use dragnet_rules::{Action, Engine};
+use dragnet_rules::{Action, Engine, Verdict};
 
 /// Planes that count hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -129,6 +129,138 @@ pub struct Store {
     totals: Arc<Mutex<Totals>>,
     swaps: AtomicU64,
     loaded_at: AtomicU64,
+    /// Where the active snapshot came from (for `/v1/status` and deltas); off the data path.
+    provenance: ArcSwap<Provenance>,
+    /// A candidate snapshot decided beside the active one (shadow mode), if any.
+    shadow: ArcSwapOption<Shadow>,
+    /// `shadow.is_some()`, readable with one relaxed load: the data path pays nothing more
+    /// when no candidate runs.
+    shadow_on: AtomicBool,
+}
+
+/// Where the active snapshot came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// "embedded", "file", "last-good", "push", "server", "promote".
+    pub origin: &'static str,
+    /// SHA-256 of the snapshot's bytes, when it was loaded from bytes (not the embedded set).
+    pub sha256: Option<[u8; 32]>,
+    /// Key id of the signature that was verified, if any.
+    pub key_id: Option<String>,
+}
+
+/// A candidate snapshot running in shadow: every decision of the active snapshot is also taken
+/// with the candidate and the differences are counted, by plane, the two actions, and the
+/// category the candidate decided with ("none" when the candidate matched no rule).
+#[derive(Debug)]
+pub struct Shadow {
+    pub engine: Engine,
+    /// The candidate's bytes and signature, kept so that `promote` installs exactly what was
+    /// compared (verified and persisted like any other snapshot).
+    pub bytes: Arc<Vec<u8>>,
+    pub sig: Option<String>,
+    pub loaded_at: u64,
+    /// [plane][row * 16 + active * 4 + candidate]; one extra row for "no rule".
+    diffs: Vec<Box<[AtomicU64]>>,
+    /// Decisions compared, per plane.
+    compared: [AtomicU64; 4],
+    categories: usize,
+}
+
+/// One line of the shadow comparison.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShadowDiff {
+    pub plane: &'static str,
+    pub active: &'static str,
+    pub candidate: &'static str,
+    pub category: String,
+    pub count: u64,
+}
+
+impl Shadow {
+    pub fn new(engine: Engine, bytes: Arc<Vec<u8>>, sig: Option<String>, now: u64) -> Shadow {
+        let categories = engine.tables().meta.categories.len();
+        let diffs = Plane::ALL
+            .iter()
+            .map(|_| {
+                (0..(categories + 1) * ACTIONS * ACTIONS)
+                    .map(|_| AtomicU64::new(0))
+                    .collect::<Box<[AtomicU64]>>()
+            })
+            .collect();
+        Shadow {
+            engine,
+            bytes,
+            sig,
+            loaded_at: now,
+            diffs,
+            compared: Default::default(),
+            categories,
+        }
+    }
+
+    /// Counts one comparison (no allocation, no lock: atomic adds).
+    #[inline]
+    pub fn count(&self, plane: Plane, active: Action, candidate: &Verdict) {
+        if let Some(c) = self.compared.get(plane as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if candidate.action == active {
+            return;
+        }
+        let row = candidate.rule.map_or(self.categories, |_| {
+            usize::from(candidate.category).min(self.categories)
+        });
+        let ix =
+            row * ACTIONS * ACTIONS + action_ix(active) * ACTIONS + action_ix(candidate.action);
+        if let Some(c) = self.diffs.get(plane as usize).and_then(|d| d.get(ix)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Decisions compared so far, per plane.
+    pub fn compared(&self) -> Vec<(&'static str, u64)> {
+        Plane::ALL
+            .iter()
+            .map(|p| {
+                (
+                    p.as_str(),
+                    self.compared[*p as usize].load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// The non-zero differences.
+    pub fn differences(&self) -> Vec<ShadowDiff> {
+        let mut v = Vec::new();
+        for plane in Plane::ALL {
+            let Some(d) = self.diffs.get(plane as usize) else {
+                continue;
+            };
+            for (i, c) in d.iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let row = i / (ACTIONS * ACTIONS);
+                let category = if row >= self.categories {
+                    "none".to_string()
+                } else {
+                    let n = self.engine.category(row as u16);
+                    if n.is_empty() { "none" } else { n }.to_string()
+                };
+                v.push(ShadowDiff {
+                    plane: plane.as_str(),
+                    active: ACTION_NAMES[(i / ACTIONS) % ACTIONS],
+                    candidate: ACTION_NAMES[i % ACTIONS],
+                    category,
+                    count: n,
+                });
+            }
+        }
+        v
+    }
 }
 
 impl Store {
@@ -144,6 +276,59 @@ impl Store {
             totals,
             swaps: AtomicU64::new(0),
             loaded_at: AtomicU64::new(now),
+            provenance: ArcSwap::new(Arc::new(Provenance {
+                origin: "embedded",
+                ..Provenance::default()
+            })),
+            shadow: ArcSwapOption::empty(),
+            shadow_on: AtomicBool::new(false),
+        }
+    }
+
+    /// Where the active snapshot came from.
+    pub fn provenance(&self) -> Arc<Provenance> {
+        self.provenance.load_full()
+    }
+
+    /// Records where the active snapshot came from (after [`Store::swap`] or at start).
+    pub fn set_provenance(&self, p: Provenance) {
+        self.provenance.store(Arc::new(p));
+    }
+
+    /// Runs `candidate` in shadow (replacing any earlier candidate, whose counts are dropped).
+    pub fn set_shadow(&self, candidate: Shadow) {
+        self.shadow.store(Some(Arc::new(candidate)));
+        self.shadow_on.store(true, Ordering::Release);
+    }
+
+    /// Stops shadow mode; returns the candidate that ran, if any.
+    pub fn take_shadow(&self) -> Option<Arc<Shadow>> {
+        self.shadow_on.store(false, Ordering::Release);
+        self.shadow.swap(None)
+    }
+
+    /// The candidate running in shadow, if any.
+    pub fn shadow(&self) -> Option<Arc<Shadow>> {
+        self.shadow.load_full()
+    }
+
+    /// Shadow mode on the data path: when a candidate runs, decide with it too (`decide` is
+    /// handed the candidate's engine) and count a difference from the active `action`. With no
+    /// candidate this is one relaxed load.
+    #[inline]
+    pub fn shadow_compare(
+        &self,
+        plane: Plane,
+        active: Action,
+        decide: impl FnOnce(&Engine) -> Verdict,
+    ) {
+        if !self.shadow_on.load(Ordering::Relaxed) {
+            return;
+        }
+        let g = self.shadow.load();
+        if let Some(s) = g.as_ref() {
+            let v = decide(&s.engine);
+            s.count(plane, active, &v);
         }
     }
 

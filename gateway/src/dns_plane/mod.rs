@@ -186,6 +186,8 @@ impl DnsCore {
         let name = q.name_into(&mut w.name);
         let v = a.engine.check_domain(name, now);
         a.count(Plane::Dns, v.action, v.rule.map(|_| v.category));
+        self.store
+            .shadow_compare(Plane::Dns, v.action, |e| e.check_domain(name, now));
         // An RPZ rule's own action wins; then the category's policy, then the configured one.
         let rpz = v.rule.and_then(|r| a.engine.dns_action(r));
         let policy = match (v.action, rpz) {

@@ -35,7 +35,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dragnet_rules::{Action, Call, Number, Verdict};
+use dragnet_rules::{Action, Call, Engine, Number, Verdict};
 
 use crate::config::{parse_secret, parse_sockaddr, Cidr, ConfigError, SipConfig, SipMode};
 use crate::metrics::SipMetrics;
@@ -611,8 +611,11 @@ impl SipCore {
             }
             None => {
                 let a = self.store.load_full();
-                let v = self.screen(&a, msg, ruri, src, now);
+                let v = self.screen(&a.engine, msg, ruri, src, now);
                 a.count(Plane::Sip, v.action, v.rule.map(|_| v.category));
+                self.store.shadow_compare(Plane::Sip, v.action, |e| {
+                    self.screen(e, msg, ruri, src, now)
+                });
                 let local = match (self.mode, v.action) {
                     _ if v.protected => self.mode == SipMode::Redirect,
                     (SipMode::Redirect, _) | (_, Action::Block) => true,
@@ -646,8 +649,7 @@ impl SipCore {
     }
 
     /// The verdict for an INVITE.
-    fn screen(&self, a: &Active, msg: &Message, ruri: &[u8], src: SocketAddr, now: u64) -> Verdict {
-        let e = &a.engine;
+    fn screen(&self, e: &Engine, msg: &Message, ruri: &[u8], src: SocketAddr, now: u64) -> Verdict {
         let plan = e.plan();
         let parse = |b: &[u8]| -> Option<Number> {
             std::str::from_utf8(b)

@@ -1553,6 +1553,12 @@ impl Proxy {
             a.engine.check_url(url, now, scratch),
         );
         a.count(Plane::Web, v.action, v.rule.map(|_| v.category));
+        self.store.shadow_compare(Plane::Web, v.action, |e| {
+            combine(
+                e.check_domain(target_host.as_bytes(), now),
+                e.check_url(url, now, scratch),
+            )
+        });
         match v.action {
             Action::Allow => Screened::Forward { tag: None },
             Action::Tag => Screened::Forward {

@@ -685,6 +685,12 @@ impl Classifier {
             let a = self.store.load();
             decide(&a, info, self.cfg.no_sni, self.cfg.warn, unix_now)
         };
+        if let Some(name) = info.sni() {
+            self.store
+                .shadow_compare(crate::store::Plane::Web, d.action, |e| {
+                    e.check_domain(name.as_bytes(), unix_now)
+                });
+        }
         m.verdicts.count(d.action);
         if d.pass {
             flow.state = State::Forward;

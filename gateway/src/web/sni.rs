@@ -643,10 +643,16 @@ async fn connection(
     if info.sni().is_none() {
         m.no_sni.inc();
     }
+    let now = crate::unix_now();
     let d = {
         let a = store.load();
-        decide(&a, &info, cfg.no_sni, cfg.warn, crate::unix_now())
+        decide(&a, &info, cfg.no_sni, cfg.warn, now)
     };
+    if let Some(name) = info.sni() {
+        store.shadow_compare(Plane::Web, d.action, |e| {
+            e.check_domain(name.as_bytes(), now)
+        });
+    }
     m.verdicts.count(d.action);
     if !d.pass {
         tracing::debug!(%peer, sni = ?info.sni(), action = ?d.action, "TLS connection blocked");
