@@ -77,7 +77,7 @@ fn the_plane_decision_does_not_allocate() {
     ));
     let metrics = dragnet_gateway::metrics::Metrics::new(store.clone());
     let gw = "127.0.0.1:5060".parse().unwrap();
-    let core = SipCore::new(&cfg.sip, &[gw], store, metrics.sip.clone()).unwrap();
+    let core = SipCore::new(&cfg.sip, &[gw], store.clone(), metrics.sip.clone()).unwrap();
     let uac = "127.0.0.1:5080".parse().unwrap();
     let next = "127.0.0.1:5070".parse().unwrap();
     // Clean, blocked (608 + Reason + Call-Info), tagged, protected: each once to warm the
@@ -123,4 +123,31 @@ Call-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(dests[3], Dest::Udp(next));
     assert_eq!(dests[4], Dest::Udp(uac));
     assert_eq!(dests[5], Dest::Udp(uac));
+
+    // Shadow mode: with a candidate running, every decision is taken twice, still without
+    // allocating, and the comparisons are counted.
+    let candidate = dragnet_gateway::examples::engine(now).unwrap();
+    store.set_shadow(dragnet_gateway::store::Shadow::new(
+        candidate,
+        Arc::new(Vec::new()),
+        None,
+        now,
+    ));
+    let shadowed: Vec<Vec<u8>> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b))| invite(a, b, &format!("z9hG4bKshadow{i}")))
+        .collect();
+    let (_, n) = allocations(|| {
+        for m in &shadowed {
+            core.handle(&mut w, m, uac, Transport::Udp, 0, now);
+        }
+    });
+    assert_eq!(
+        n, 0,
+        "the decision path with a shadow candidate allocated {n} times"
+    );
+    let s = store.shadow().unwrap();
+    assert_eq!(s.compared()[0], ("sip", 4));
+    assert!(s.differences().is_empty(), "the same rules decide the same");
 }
