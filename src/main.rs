@@ -32,7 +32,7 @@ enum Cmd {
     /// Compile, inspect, check, compare and sign rule sets.
     #[command(subcommand)]
     Rules(RulesCmd),
-    /// The simulator: synthetic rule sets (and, later, traffic with ground truth).
+    /// The simulator: synthetic rule sets, and traffic with ground truth against a gateway.
     #[command(subcommand)]
     Sim(SimCmd),
 }
@@ -204,23 +204,67 @@ struct CheckArgs {
 
 #[derive(Subcommand, Debug)]
 enum SimCmd {
-    /// Write a deterministic synthetic rule set (sources + rules.toml + truth.json) to a directory.
+    /// Write a deterministic synthetic rule set (sources + rules.toml + truth.json) to a directory:
+    /// the sizes and seed of a scenario (--scenario), or of the flags (which override the scenario's).
     GenRules {
-        #[arg(long, default_value_t = 10_000)]
-        numbers: usize,
-        #[arg(long, default_value_t = 100)]
-        prefixes: usize,
-        #[arg(long, default_value_t = 10_000)]
-        domains: usize,
-        #[arg(long, default_value_t = 1_000)]
-        urls: usize,
-        #[arg(long, default_value_t = 100)]
-        keywords: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// A scenario file (examples/sim/*.toml): its [rules] sizes and seed.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Exact numbers (default 10000).
+        #[arg(long)]
+        numbers: Option<usize>,
+        /// Number prefixes (default 100).
+        #[arg(long)]
+        prefixes: Option<usize>,
+        /// Domains (default 10000).
+        #[arg(long)]
+        domains: Option<usize>,
+        /// URL expressions (default 1000).
+        #[arg(long)]
+        urls: Option<usize>,
+        /// Keywords (default 100).
+        #[arg(long)]
+        keywords: Option<usize>,
+        /// Seed (default 1).
+        #[arg(long)]
+        seed: Option<u64>,
         #[arg(long)]
         out: PathBuf,
     },
+    /// Drive a gateway (or a peer) with a scenario's traffic, open loop, and write report.json
+    /// and report.html: rates, latency percentiles, and every verdict judged against the truth.
+    Run(SimRunArgs),
+}
+
+#[derive(Args, Debug)]
+struct SimRunArgs {
+    /// The scenario file (examples/sim/smoke.toml).
+    #[arg(long)]
+    scenario: PathBuf,
+    /// Where report.json and report.html go.
+    #[arg(long)]
+    out: PathBuf,
+    /// SIP UDP target ip:port (overrides targets.sip_udp).
+    #[arg(long)]
+    target_sip: Option<std::net::SocketAddr>,
+    /// DNS target ip:port, UDP and TCP (overrides targets.dns_udp).
+    #[arg(long)]
+    target_dns: Option<std::net::SocketAddr>,
+    /// DNS TCP target when it differs from the UDP one (overrides targets.dns_tcp).
+    #[arg(long)]
+    target_dns_tcp: Option<std::net::SocketAddr>,
+    /// HTTP proxy ip:port (overrides targets.http_proxy).
+    #[arg(long)]
+    target_http: Option<std::net::SocketAddr>,
+    /// Check API ip:port (overrides targets.check).
+    #[arg(long)]
+    target_check: Option<std::net::SocketAddr>,
+    /// Seconds of traffic (overrides duration_s).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Exit with status 1 when the report has a false positive or a false negative.
+    #[arg(long)]
+    strict: bool,
 }
 
 fn unix_now() -> u64 {
@@ -252,6 +296,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Rules(r) => rules(r),
         Cmd::Sim(SimCmd::GenRules {
+            scenario,
             numbers,
             prefixes,
             domains,
@@ -260,14 +305,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             out,
         }) => {
-            let spec = dragnet_simulator::rulegen::GenSpec {
-                numbers,
-                prefixes,
-                domains,
-                urls,
-                keywords,
-                seed,
+            let mut spec = match &scenario {
+                Some(p) => dragnet_simulator::Scenario::load(p)?.gen_spec(),
+                None => dragnet_simulator::rulegen::GenSpec {
+                    numbers: 10_000,
+                    prefixes: 100,
+                    domains: 10_000,
+                    urls: 1_000,
+                    keywords: 100,
+                    seed: 1,
+                },
             };
+            spec.numbers = numbers.unwrap_or(spec.numbers);
+            spec.prefixes = prefixes.unwrap_or(spec.prefixes);
+            spec.domains = domains.unwrap_or(spec.domains);
+            spec.urls = urls.unwrap_or(spec.urls);
+            spec.keywords = keywords.unwrap_or(spec.keywords);
+            spec.seed = seed.unwrap_or(spec.seed);
             let t = Instant::now();
             let summary = dragnet_simulator::rulegen::write_dir(&spec, &out)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -275,7 +329,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("wrote {} in {:.2?}", out.display(), t.elapsed());
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Sim(SimCmd::Run(a)) => sim_run(a),
     }
+}
+
+fn sim_run(a: SimRunArgs) -> Result<ExitCode> {
+    let mut sc = dragnet_simulator::Scenario::load(&a.scenario)?;
+    let t = &mut sc.targets;
+    t.sip_udp = a.target_sip.or(t.sip_udp);
+    t.dns_udp = a.target_dns.or(t.dns_udp);
+    t.dns_tcp = a.target_dns_tcp.or(t.dns_tcp);
+    t.http_proxy = a.target_http.or(t.http_proxy);
+    t.check = a.target_check.or(t.check);
+    if let Some(d) = a.duration {
+        sc.duration_s = d;
+        sc.validate()
+            .map_err(|e| anyhow::anyhow!("--duration {d}: {e}"))?;
+    }
+    let report = dragnet_simulator::run(&sc, &a.out, true)?;
+    println!("{}", report.summary());
+    println!(
+        "wrote {} and {}",
+        a.out.join("report.json").display(),
+        a.out.join("report.html").display()
+    );
+    let t = &report.totals;
+    if a.strict && (t.false_positives > 0 || t.false_negatives > 0) {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_gateway(a: RunArgs) -> Result<ExitCode> {
@@ -385,6 +467,7 @@ fn run_gateway(a: RunArgs) -> Result<ExitCode> {
         println!("ready");
         wait_for_signals(&gw, signals).await;
         tracing::info!("shutting down");
+        gw.shutdown().await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -51,6 +51,8 @@ use dragnet_rules::domain::normalize_domain;
 use dragnet_rules::url::canonicalize_to_string;
 use dragnet_rules::{Call, Engine, Match, Number, Scratch, Verdict};
 
+use crate::events::Facts;
+use crate::hits::NumberText;
 use crate::metrics::CheckMetrics;
 use crate::store::{Active, Plane, Store};
 
@@ -123,6 +125,14 @@ pub struct CheckApi {
 }
 
 impl CheckApi {
+    /// The breaker and hit events for one decision (see [`crate::hits`]).
+    fn after(&self, a: &Active, v: &mut Verdict, facts: Facts<'_>, ingress: &str) {
+        if let Some(h) = self.store.hits() {
+            v.action = h.gate(Plane::Check, v.action);
+            h.hit(Plane::Check, v, &a.engine, None, facts, ingress);
+        }
+    }
+
     pub fn new(store: Arc<Store>, limits: CheckLimits, metrics: CheckMetrics) -> Self {
         CheckApi {
             store,
@@ -354,9 +364,19 @@ impl Check for CallCheck {
             trunk,
             international,
         };
-        let v = e.check_call(&call, now);
+        let mut v = e.check_call(&call, now);
         api.store
             .shadow_compare(Plane::Check, v.action, |c| c.check_call(&call, now));
+        let (caller, callee) = (
+            call.caller.map(NumberText::new),
+            call.callee.map(NumberText::new),
+        );
+        let facts = Facts {
+            caller: caller.as_ref().map(NumberText::as_str),
+            callee: callee.as_ref().map(NumberText::as_str),
+            ..Facts::default()
+        };
+        api.after(a, &mut v, facts, trunk);
         Ok(Answer::counted(a, &v))
     }
 }
@@ -380,10 +400,15 @@ impl Check for DomainCheck {
         // a caller asking about one deserves to hear why instead (RFC 1035 §2.3.4, UTS #46).
         let host = normalize_domain(&self.domain)
             .map_err(|err| Problem::invalid("domain", format!("domain: {err}")))?;
-        let v = a.engine.check_domain(host.as_bytes(), now);
+        let mut v = a.engine.check_domain(host.as_bytes(), now);
         api.store.shadow_compare(Plane::Check, v.action, |e| {
             e.check_domain(host.as_bytes(), now)
         });
+        let facts = Facts {
+            domain: Some(host.as_bytes()),
+            ..Facts::default()
+        };
+        api.after(a, &mut v, facts, "");
         Ok(Answer::counted(a, &v))
     }
 }
@@ -407,10 +432,15 @@ impl Check for UrlCheck {
         // expressions to look up; say so rather than answer allow.
         canonicalize_to_string(&self.url)
             .map_err(|err| Problem::invalid("url", format!("url: {err}")))?;
-        let v = a.engine.check_url(self.url.as_bytes(), now, scratch);
+        let mut v = a.engine.check_url(self.url.as_bytes(), now, scratch);
         api.store.shadow_compare(Plane::Check, v.action, |e| {
             e.check_url(self.url.as_bytes(), now, scratch)
         });
+        let facts = Facts {
+            url: Some(self.url.as_bytes()),
+            ..Facts::default()
+        };
+        api.after(a, &mut v, facts, "");
         Ok(Answer::counted(a, &v))
     }
 }
@@ -446,10 +476,12 @@ impl Check for MessageCheck {
                 ),
             ));
         }
-        let (v, matches) = a.engine.explain_message(&self.text, now);
+        let (mut v, matches) = a.engine.explain_message(&self.text, now);
         api.store.shadow_compare(Plane::Check, v.action, |e| {
             e.check_message(&self.text, now, scratch)
         });
+        let facts = Facts::default();
+        api.after(a, &mut v, facts, "");
         let mut ans = Answer::counted(a, &v);
         ans.matches = Some(hits(&a.engine, &matches));
         Ok(ans)

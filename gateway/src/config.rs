@@ -21,6 +21,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub check: CheckConfig,
     pub web: WebConfig,
+    pub events: crate::events::EventsConfig,
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 /// The web plane: `[web.http]` (HTTP proxy), `[web.tls]` (transparent TLS port, SNI) and
@@ -528,6 +530,8 @@ impl Config {
         self.web.http.validate()?;
         self.web.tls.validate()?;
         self.web.quic.validate()?;
+        self.events.validate()?;
+        self.breaker.validate()?;
         let s = &self.sip;
         if !s.enabled {
             return Ok(());

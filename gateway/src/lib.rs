@@ -21,17 +21,22 @@
 //!   rollback orders;
 //! - [`snapshots`]: the snapshot lifecycle (verify, build, swap, persist last-good, shadow);
 //! - [`admin`]: the admin HTTP API (`/metrics`, `/healthz`, `/readyz`, `/v1/status`, and the
-//!   bearer-token endpoints that push, reload, shadow and promote snapshots).
+//!   bearer-token endpoints that push, reload, shadow and promote snapshots);
+//! - [`events`]: hit events (bounded queue, keyed hashing, file/webhook/NATS sinks, spool);
+//!   [`breaker`]: the block-rate circuit breaker.
 
 // Denied everywhere but in `mmsg`, which allows it for two system calls (see there).
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod breaker;
 pub mod check;
 pub mod config;
 pub mod dns;
 pub mod dns_plane;
+pub mod events;
 pub mod examples;
+pub mod hits;
 pub mod metrics;
 pub mod mmsg;
 pub mod run;

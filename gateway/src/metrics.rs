@@ -609,6 +609,10 @@ pub struct Metrics {
     pub snapshots: crate::snapshots::SnapshotMetrics,
     /// Mutating admin API requests.
     pub admin: crate::admin::AdminMetrics,
+    /// Hit events: emitted, delivered, dropped, spooled, sink state.
+    pub events: crate::events::EventsMetrics,
+    /// The block-rate circuit breaker.
+    pub breaker: crate::breaker::BreakerMetrics,
 }
 
 #[derive(Debug)]
@@ -743,6 +747,10 @@ impl Metrics {
         );
         let snapshots = crate::snapshots::SnapshotMetrics::register(&mut registry);
         let admin = crate::admin::AdminMetrics::register(&mut registry);
+        let events =
+            crate::events::EventsMetrics::register(registry.sub_registry_with_prefix("dragnet"));
+        let breaker =
+            crate::breaker::BreakerMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         registry.register_collector(Box::new(StoreCollector {
             store,
             sip_latency: sip.screen_latency.clone(),
@@ -760,6 +768,8 @@ impl Metrics {
             reload_failures,
             snapshots,
             admin,
+            events,
+            breaker,
         }
     }
 

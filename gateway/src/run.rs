@@ -22,6 +22,8 @@ use dragnet_rules::Engine;
 pub enum StartError {
     Config(ConfigError),
     Io(std::io::Error),
+    /// The hit-event sinks could not start (spool directory, key file …).
+    Events(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -29,6 +31,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Config(e) => write!(f, "configuration: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
+            StartError::Events(e) => write!(f, "events: {e}"),
         }
     }
 }
@@ -79,6 +82,8 @@ pub struct Gateway {
     pub web_quic_addr: Option<SocketAddr>,
     /// The snapshot lifecycle: reload, push, shadow, promote, last-good.
     pub snapshots: Arc<Lifecycle>,
+    /// The hit-event consumer and sinks (drained by [`Gateway::shutdown`]).
+    events_task: Option<crate::events::EventsTask>,
     _tasks: JoinSet<()>,
     /// The planes' UDP worker threads (stopped and joined on drop).
     _threads: Vec<crate::mmsg::Workers>,
@@ -122,6 +127,15 @@ impl Gateway {
             metrics.snapshots.clone(),
         ));
         lifecycle.persist_running_file();
+        let (events, events_task) = crate::events::start(&cfg.events, metrics.events.clone())
+            .map_err(|e| StartError::Events(e.to_string()))?;
+        let breaker = crate::breaker::Breaker::new(&cfg.breaker, &metrics.breaker);
+        store.set_hits(crate::hits::Hits::new(
+            events,
+            breaker,
+            cfg.breaker.enabled,
+            cfg.events.log_sample,
+        ));
         let mut tasks = JoinSet::new();
         let mut threads = Vec::new();
         let mut sip = None;
@@ -337,6 +351,7 @@ impl Gateway {
             web_tls_addr,
             web_quic_addr,
             snapshots: lifecycle,
+            events_task: Some(events_task),
             _tasks: tasks,
             _threads: threads,
         })
@@ -352,6 +367,14 @@ impl Gateway {
             self.metrics.reload_failures.inc();
         }
         r
+    }
+
+    /// Stops: delivers the hit events still queued (to their sinks or spools), then drops
+    /// every task and thread.
+    pub async fn shutdown(mut self) {
+        if let Some(t) = self.events_task.take() {
+            t.shutdown().await;
+        }
     }
 
     /// Swaps in an engine directly (tests, pushes).

@@ -136,6 +136,8 @@ pub struct Store {
     /// `shadow.is_some()`, readable with one relaxed load: the data path pays nothing more
     /// when no candidate runs.
     shadow_on: AtomicBool,
+    /// Breaker, hit events and sampled hit logs (set once at start; absent in bare tests).
+    hits: std::sync::OnceLock<crate::hits::Hits>,
 }
 
 /// Where the active snapshot came from.
@@ -282,7 +284,19 @@ impl Store {
             })),
             shadow: ArcSwapOption::empty(),
             shadow_on: AtomicBool::new(false),
+            hits: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the breaker and hit events (once; a second call is ignored and returns false).
+    pub fn set_hits(&self, h: crate::hits::Hits) -> bool {
+        self.hits.set(h).is_ok()
+    }
+
+    /// The breaker and hit events, if installed.
+    #[inline]
+    pub fn hits(&self) -> Option<&crate::hits::Hits> {
+        self.hits.get()
     }
 
     /// Where the active snapshot came from.

@@ -58,6 +58,10 @@ pub(crate) enum Stream {
     NegUrls = 9,
     NegMessages = 10,
     PosSamples = 11,
+    /// The simulator's traffic: which fact each request carries (scenario seed).
+    Traffic = 12,
+    /// Clean callers and callees drawn from the scenario's number plans.
+    TrafficNumbers = 13,
 }
 
 /// xoshiro256** 1.0.

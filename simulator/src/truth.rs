@@ -322,7 +322,7 @@ impl World {
     }
 
     /// True when a generated prefix covers `digits`.
-    fn under_prefix(&self, digits: u64) -> bool {
+    pub(crate) fn under_prefix(&self, digits: u64) -> bool {
         let len = digit_len(digits);
         (1..=len).any(|k| self.prefix_set.contains(&(digits / pow10(len - k))))
     }

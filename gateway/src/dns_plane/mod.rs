@@ -184,10 +184,18 @@ impl DnsCore {
         }
         let a = self.store.load();
         let name = q.name_into(&mut w.name);
-        let v = a.engine.check_domain(name, now);
-        a.count(Plane::Dns, v.action, v.rule.map(|_| v.category));
+        let mut v = a.engine.check_domain(name, now);
         self.store
             .shadow_compare(Plane::Dns, v.action, |e| e.check_domain(name, now));
+        if let Some(h) = self.store.hits() {
+            v.action = h.gate(Plane::Dns, v.action);
+            let facts = crate::events::Facts {
+                domain: Some(name),
+                ..Default::default()
+            };
+            h.hit(Plane::Dns, &v, &a.engine, Some(client), facts, "");
+        }
+        a.count(Plane::Dns, v.action, v.rule.map(|_| v.category));
         // An RPZ rule's own action wins; then the category's policy, then the configured one.
         let rpz = v.rule.and_then(|r| a.engine.dns_action(r));
         let policy = match (v.action, rpz) {

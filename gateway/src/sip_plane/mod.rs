@@ -38,6 +38,8 @@ use std::time::Instant;
 use dragnet_rules::{Action, Call, Engine, Number, Verdict};
 
 use crate::config::{parse_secret, parse_sockaddr, Cidr, ConfigError, SipConfig, SipMode};
+use crate::events::Facts;
+use crate::hits::NumberText;
 use crate::metrics::SipMetrics;
 use crate::sip::{
     self, forward_request, forward_response, local_response, stateless_branch, to_tag_for, Host,
@@ -611,11 +613,25 @@ impl SipCore {
             }
             None => {
                 let a = self.store.load_full();
-                let v = self.screen(&a.engine, msg, ruri, src, now);
-                a.count(Plane::Sip, v.action, v.rule.map(|_| v.category));
+                let mut v = self.screen(&a.engine, msg, ruri, src, now);
                 self.store.shadow_compare(Plane::Sip, v.action, |e| {
                     self.screen(e, msg, ruri, src, now)
                 });
+                if let Some(h) = self.store.hits() {
+                    v.action = h.gate(Plane::Sip, v.action);
+                    if v.action != Action::Allow && v.rule.is_some() {
+                        let c = self.call_facts(&a.engine, msg, ruri, src);
+                        let caller = c.caller.map(NumberText::new);
+                        let callee = c.callee.map(NumberText::new);
+                        let facts = Facts {
+                            caller: caller.as_ref().map(NumberText::as_str),
+                            callee: callee.as_ref().map(NumberText::as_str),
+                            ..Facts::default()
+                        };
+                        h.hit(Plane::Sip, &v, &a.engine, Some(src.ip()), facts, c.trunk);
+                    }
+                }
+                a.count(Plane::Sip, v.action, v.rule.map(|_| v.category));
                 let local = match (self.mode, v.action) {
                     _ if v.protected => self.mode == SipMode::Redirect,
                     (SipMode::Redirect, _) | (_, Action::Block) => true,
@@ -650,6 +666,18 @@ impl SipCore {
 
     /// The verdict for an INVITE.
     fn screen(&self, e: &Engine, msg: &Message, ruri: &[u8], src: SocketAddr, now: u64) -> Verdict {
+        e.check_call(&self.call_facts(e, msg, ruri, src), now)
+    }
+
+    /// The facts of an INVITE: caller (P-Asserted-Identity from a trusted peer, else From),
+    /// callee (Request-URI), the ingress trunk by source address.
+    fn call_facts<'a>(
+        &'a self,
+        e: &Engine,
+        msg: &Message,
+        ruri: &[u8],
+        src: SocketAddr,
+    ) -> Call<'a> {
         let plan = e.plan();
         let parse = |b: &[u8]| -> Option<Number> {
             std::str::from_utf8(b)
@@ -674,15 +702,12 @@ impl SipCore {
                 (self.default_trunk.as_str(), self.default_international),
                 |(_, t, i)| (t.as_str(), *i),
             );
-        e.check_call(
-            &Call {
-                caller,
-                callee,
-                trunk,
-                international,
-            },
-            now,
-        )
+        Call {
+            caller,
+            callee,
+            trunk,
+            international,
+        }
     }
 
     /// Acts on a verdict.

@@ -1548,17 +1548,26 @@ impl Proxy {
     ) -> Screened {
         let now = crate::unix_now();
         let a = self.store.load();
-        let v = combine(
+        let mut v = combine(
             a.engine.check_domain(target_host.as_bytes(), now),
             a.engine.check_url(url, now, scratch),
         );
-        a.count(Plane::Web, v.action, v.rule.map(|_| v.category));
         self.store.shadow_compare(Plane::Web, v.action, |e| {
             combine(
                 e.check_domain(target_host.as_bytes(), now),
                 e.check_url(url, now, scratch),
             )
         });
+        if let Some(h) = self.store.hits() {
+            v.action = h.gate(Plane::Web, v.action);
+            let facts = crate::events::Facts {
+                domain: Some(target_host.as_bytes()),
+                url: Some(url),
+                ..Default::default()
+            };
+            h.hit(Plane::Web, &v, &a.engine, None, facts, "");
+        }
+        a.count(Plane::Web, v.action, v.rule.map(|_| v.category));
         match v.action {
             Action::Allow => Screened::Forward { tag: None },
             Action::Tag => Screened::Forward {

@@ -683,14 +683,15 @@ impl Classifier {
         }
         let d = {
             let a = self.store.load();
-            decide(&a, info, self.cfg.no_sni, self.cfg.warn, unix_now)
+            let d = decide(&a, info, self.cfg.no_sni, self.cfg.warn, unix_now);
+            if let Some(name) = info.sni() {
+                self.store
+                    .shadow_compare(crate::store::Plane::Web, d.action, |e| {
+                        e.check_domain(name.as_bytes(), unix_now)
+                    });
+            }
+            crate::web::sni::after_decision(&self.store, &a, d, info.sni(), None, unix_now)
         };
-        if let Some(name) = info.sni() {
-            self.store
-                .shadow_compare(crate::store::Plane::Web, d.action, |e| {
-                    e.check_domain(name.as_bytes(), unix_now)
-                });
-        }
         m.verdicts.count(d.action);
         if d.pass {
             flow.state = State::Forward;

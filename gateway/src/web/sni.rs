@@ -503,6 +503,8 @@ pub struct Decision {
 
 /// Decides on a hello's name with the active snapshot and counts the decision in the store
 /// (per plane, action and rule category). Shared by the TLS and QUIC paths.
+///
+/// [`after_decision`] then applies the breaker and records the hit event.
 pub fn decide(
     a: &Active,
     info: &HelloInfo,
@@ -646,13 +648,14 @@ async fn connection(
     let now = crate::unix_now();
     let d = {
         let a = store.load();
-        decide(&a, &info, cfg.no_sni, cfg.warn, now)
+        let d = decide(&a, &info, cfg.no_sni, cfg.warn, now);
+        if let Some(name) = info.sni() {
+            store.shadow_compare(Plane::Web, d.action, |e| {
+                e.check_domain(name.as_bytes(), now)
+            });
+        }
+        after_decision(store, &a, d, info.sni(), Some(peer.ip()), now)
     };
-    if let Some(name) = info.sni() {
-        store.shadow_compare(Plane::Web, d.action, |e| {
-            e.check_domain(name.as_bytes(), now)
-        });
-    }
     m.verdicts.count(d.action);
     if !d.pass {
         tracing::debug!(%peer, sni = ?info.sni(), action = ?d.action, "TLS connection blocked");
@@ -756,6 +759,36 @@ fn original_destination(s: &TcpStream) -> Option<SocketAddr> {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn original_destination(_: &TcpStream) -> Option<SocketAddr> {
     None
+}
+
+/// The breaker and hit events for a TLS or QUIC decision (see [`crate::hits`]): a block the
+/// breaker downgrades to a tag passes.
+pub fn after_decision(
+    store: &Store,
+    a: &Active,
+    d: Decision,
+    sni: Option<&str>,
+    source: Option<std::net::IpAddr>,
+    now: u64,
+) -> Decision {
+    let (Some(h), Some(name)) = (store.hits(), sni) else {
+        return d;
+    };
+    let action = h.gate(Plane::Web, d.action);
+    if d.action != Action::Allow {
+        let mut v = a.engine.check_domain(name.as_bytes(), now);
+        v.action = action;
+        let facts = crate::events::Facts {
+            domain: Some(name.as_bytes()),
+            ..Default::default()
+        };
+        h.hit(Plane::Web, &v, &a.engine, source, facts, "");
+    }
+    if action == d.action {
+        d
+    } else {
+        Decision { action, pass: true }
+    }
 }
 
 #[cfg(test)]
