@@ -32,6 +32,7 @@ pub mod admin;
 pub mod breaker;
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod dns;
 pub mod dns_plane;
 pub mod events;
