@@ -135,6 +135,64 @@ enum RulesCmd {
         #[arg(long)]
         shadow: bool,
     },
+    /// Make a private CA and leaf certificates for a LAB (never production): ca.pem, server.pem,
+    /// gateway-1..N.pem and maintainer.pem, each with its .key (mode 0600).
+    Certs {
+        /// Directory to write to (created; existing files are never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// How many gateway client certificates.
+        #[arg(long, default_value_t = 2)]
+        gateways: usize,
+        /// Names (DNS names or IP addresses) the server's certificate carries (repeatable).
+        #[arg(long = "san", default_values_t = [String::from("localhost"), String::from("127.0.0.1")])]
+        sans: Vec<String>,
+    },
+    /// Run the rules server: keeps published snapshots content-addressed in --dir (survives
+    /// restarts) and pushes the current one to every subscribed gateway over QUIC with mutual TLS.
+    Serve {
+        /// The store directory (DIR/objects/<sha256>, DIR/published.json); created if missing.
+        #[arg(long)]
+        dir: PathBuf,
+        /// UDP address for QUIC.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: std::net::SocketAddr,
+        /// The server's certificate chain (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM); default: the certificate's path with .key.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// CA certificate(s) every client (gateway or maintainer) certificate must chain to.
+        #[arg(long)]
+        client_ca: PathBuf,
+        /// A maintainer's certificate (PEM), pinned by its SHA-256: only these may publish and
+        /// read the fleet (repeatable, at least one).
+        #[arg(long = "maintainer", required = true)]
+        maintainers: Vec<PathBuf>,
+        /// Serve Prometheus metrics (GET /metrics) on this TCP address.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+    },
+    /// Publish a signed snapshot (SNAPSHOT with SNAPSHOT.sig) to the rules server, which pushes it
+    /// to the fleet; with --rollback, an older snapshot with its signed rollback order.
+    Publish {
+        snapshot: PathBuf,
+        #[command(flatten)]
+        conn: ServerConn,
+        /// A rollback order (`dragnet rules rollback`) for an older snapshot.
+        #[arg(long)]
+        rollback: Option<PathBuf>,
+    },
+    /// List the fleet: every gateway the rules server knows, the version it runs, when it was
+    /// last seen and its last error.
+    Fleet {
+        #[command(flatten)]
+        conn: ServerConn,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two snapshots: entries added, removed and changed.
     Diff {
         old: PathBuf,
@@ -143,6 +201,50 @@ enum RulesCmd {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+}
+
+/// How a maintainer reaches the rules server.
+#[derive(Args, Debug, Clone)]
+struct ServerConn {
+    /// The rules server, ip:port.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    server: String,
+    /// The name the server's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// CA certificate(s) the server's certificate chains to.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The maintainer's certificate (PEM), pinned on the server with --maintainer.
+    #[arg(long)]
+    cert: PathBuf,
+    /// Its private key; default: the certificate's path with .key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+}
+
+impl ServerConn {
+    async fn connect(&self) -> Result<dragnet_gateway::control::client::Maintainer> {
+        let key = self
+            .key
+            .clone()
+            .unwrap_or_else(|| dragnet_gateway::control::certs::key_beside(&self.cert));
+        Ok(dragnet_gateway::control::client::Maintainer::connect(
+            &self.server,
+            &self.server_name,
+            &self.ca,
+            &self.cert,
+            &key,
+        )
+        .await?)
+    }
+}
+
+fn small_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
 }
 
 #[derive(Args, Debug, Clone)]
@@ -506,6 +608,23 @@ async fn wait_for_signals(gw: &dragnet_gateway::run::Gateway, mut s: Signals) {
     }
 }
 
+/// Returns on SIGTERM or SIGINT (SIGHUP is ignored: the rules server has nothing to reload).
+#[cfg(unix)]
+async fn wait_for_stop(mut s: Signals) {
+    loop {
+        tokio::select! {
+            _ = s.hup.recv() => {}
+            _ = s.term.recv() => return,
+            _ = s.int.recv() => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop(_s: Signals) {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[cfg(not(unix))]
 struct Signals;
 
@@ -724,6 +843,116 @@ fn rules(cmd: RulesCmd) -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        RulesCmd::Certs {
+            out,
+            gateways,
+            sans,
+        } => {
+            let f = dragnet_gateway::control::certs::make_lab(&out, gateways, &sans)?;
+            println!(
+                "lab certificates in {} (NOT for production):",
+                out.display()
+            );
+            println!("  CA          {}", f.ca.display());
+            println!(
+                "  server      {} (names: {})",
+                f.server.display(),
+                sans.join(", ")
+            );
+            for g in &f.gateways {
+                println!("  gateway     {}", g.display());
+            }
+            println!("  maintainer  {}", f.maintainer.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Serve {
+            dir,
+            listen,
+            cert,
+            key,
+            client_ca,
+            maintainers,
+            metrics,
+        } => {
+            use dragnet_gateway::control::server;
+            init_logging(&dragnet_gateway::config::LogConfig::default());
+            let key = key.unwrap_or_else(|| dragnet_gateway::control::certs::key_beside(&cert));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("dragnet-rules")
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(async move {
+                let signals = install_signals()?;
+                let mut srv = server::serve(server::ServerConfig {
+                    dir,
+                    listen,
+                    cert,
+                    key,
+                    client_ca,
+                    maintainers,
+                    metrics,
+                })
+                .await?;
+                println!("rules server listening on {} (QUIC)", srv.local_addr()?);
+                if let Some(m) = srv.metrics_addr() {
+                    println!("metrics on http://{m}/metrics");
+                }
+                tokio::select! {
+                    _ = srv.wait() => {}
+                    _ = wait_for_stop(signals) => {}
+                }
+                tracing::info!("rules server stopping");
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Publish {
+            snapshot,
+            conn,
+            rollback,
+        } => {
+            let bytes = std::fs::read(&snapshot)
+                .with_context(|| format!("reading {}", snapshot.display()))?;
+            let sig = signing::read_sig(&snapshot)?;
+            let order = rollback
+                .as_ref()
+                .map(|r| std::fs::read(r).with_context(|| format!("reading {}", r.display())))
+                .transpose()?;
+            let p = small_runtime()?.block_on(async {
+                let m = conn.connect().await?;
+                let p = m.publish(&bytes, sig, order.as_deref()).await;
+                m.close().await;
+                Ok::<_, anyhow::Error>(p?)
+            })?;
+            println!(
+                "published {} version {} sha256 {} ({} bytes{}); offered to {} connected gateway(s)",
+                snapshot.display(),
+                p.version,
+                p.sha256,
+                p.size,
+                if p.rollback { ", rollback" } else { "" },
+                p.online
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCmd::Fleet { conn, json } => {
+            let rows = small_runtime()?.block_on(async {
+                let m = conn.connect().await?;
+                let f = m.fleet().await;
+                m.close().await;
+                Ok::<_, anyhow::Error>(f?)
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!(
+                    "{}",
+                    dragnet_gateway::control::client::fleet_table(&rows, unix_now())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         RulesCmd::Verify { snapshot, trusted } => {
             let keys = trusted

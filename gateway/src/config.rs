@@ -23,6 +23,7 @@ pub struct Config {
     pub web: WebConfig,
     pub events: crate::events::EventsConfig,
     pub breaker: crate::breaker::BreakerConfig,
+    pub control: crate::control::config::ControlConfig,
 }
 
 /// The web plane: `[web.http]` (HTTP proxy), `[web.tls]` (transparent TLS port, SNI) and
@@ -532,6 +533,19 @@ impl Config {
         self.web.quic.validate()?;
         self.events.validate()?;
         self.breaker.validate()?;
+        self.control.validate()?;
+        if self.control.enabled && self.rules.trusted_keys.is_empty() {
+            return Err(err(
+                "rules.trusted_keys",
+                "control is enabled: the gateway verifies every snapshot the rules server offers, so at least one trusted key is needed",
+            ));
+        }
+        if self.control.enabled && self.rules.state_dir.is_none() {
+            return Err(err(
+                "rules.state_dir",
+                "control is enabled: the last-good snapshot must be kept on disk (and deltas are made against it)",
+            ));
+        }
         let s = &self.sip;
         if !s.enabled {
             return Ok(());

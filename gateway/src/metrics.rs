@@ -613,6 +613,8 @@ pub struct Metrics {
     pub events: crate::events::EventsMetrics,
     /// The block-rate circuit breaker.
     pub breaker: crate::breaker::BreakerMetrics,
+    /// The rules-server subscription (`[control]`); None when it is off.
+    pub control: Option<crate::control::client::ControlMetrics>,
 }
 
 #[derive(Debug)]
@@ -724,7 +726,19 @@ impl Collector for StoreCollector {
 }
 
 impl Metrics {
+    /// Every family of a gateway without a control-plane subscription.
     pub fn new(store: Arc<Store>) -> Metrics {
+        Metrics::build(store, false)
+    }
+
+    /// With the control plane's families too (`dragnet_control_*`): only a gateway that
+    /// subscribes exports them, so `dragnet_control_connected == 0` means "lost", never "not
+    /// configured".
+    pub fn with_control(store: Arc<Store>) -> Metrics {
+        Metrics::build(store, true)
+    }
+
+    fn build(store: Arc<Store>, control: bool) -> Metrics {
         let mut registry = Registry::default();
         let sip = SipMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let dns = DnsMetrics::register(registry.sub_registry_with_prefix("dragnet"));
@@ -751,6 +765,11 @@ impl Metrics {
             crate::events::EventsMetrics::register(registry.sub_registry_with_prefix("dragnet"));
         let breaker =
             crate::breaker::BreakerMetrics::register(registry.sub_registry_with_prefix("dragnet"));
+        let control = control.then(|| {
+            crate::control::client::ControlMetrics::register(
+                registry.sub_registry_with_prefix("dragnet"),
+            )
+        });
         registry.register_collector(Box::new(StoreCollector {
             store,
             sip_latency: sip.screen_latency.clone(),
@@ -770,6 +789,7 @@ impl Metrics {
             admin,
             events,
             breaker,
+            control,
         }
     }
 

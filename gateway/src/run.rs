@@ -117,7 +117,11 @@ impl Gateway {
         let token = cfg.admin.load_token()?;
         let store = Arc::new(Store::new(init.engine, unix_now()));
         store.set_provenance(init.provenance);
-        let metrics = Arc::new(Metrics::new(store.clone()));
+        let metrics = Arc::new(if cfg.control.enabled {
+            Metrics::with_control(store.clone())
+        } else {
+            Metrics::new(store.clone())
+        });
         let lifecycle = Arc::new(Lifecycle::new(
             store.clone(),
             trusted,
@@ -286,6 +290,21 @@ impl Gateway {
             }
             other => other,
         };
+        // The control-plane subscription starts after the last-good snapshot is running (read
+        // before any socket was bound), so the server is told what this gateway already has.
+        let mut control_status: Option<crate::admin::ControlStatus> = None;
+        if let (true, Some(cm)) = (cfg.control.enabled, metrics.control.clone()) {
+            let target: Arc<dyn crate::control::Target> = lifecycle.clone();
+            let handle = crate::control::client::spawn(cfg.control.clone(), target, cm.clone());
+            // Stopped with the other tasks: dropping the guard aborts the subscriber.
+            let guard = AbortOnDrop(handle);
+            tasks.spawn(async move {
+                let mut guard = guard;
+                let _ = (&mut guard.0).await;
+            });
+            let (server, name) = (cfg.control.server.clone(), cfg.control.display_name());
+            control_status = Some(Arc::new(move || control_json(&server, &name, &cm)));
+        }
         let mut admin_addr = None;
         if !cfg.admin.listen.is_empty() {
             let a = parse_sockaddr("admin.listen", &cfg.admin.listen)?;
@@ -325,7 +344,7 @@ impl Gateway {
                 lifecycle.clone(),
                 token,
                 planes,
-                None,
+                control_status,
             )
             .router();
             if let Some(router) = check {
@@ -381,6 +400,42 @@ impl Gateway {
     pub fn swap(&self, e: Engine) -> u32 {
         self.store.swap(e, unix_now())
     }
+}
+
+/// Aborts a spawned task when dropped (a JoinHandle alone would detach it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `/v1/status`'s `control` object: the subscription as this gateway sees it.
+fn control_json(
+    server: &str,
+    name: &str,
+    m: &crate::control::client::ControlMetrics,
+) -> serde_json::Value {
+    use crate::control::proto::OfferKind;
+    let refused: serde_json::Map<String, serde_json::Value> =
+        ["integrity", "signature", "version", "delta", "other"]
+            .into_iter()
+            .map(|c| (c.to_string(), m.refused_count(c).into()))
+            .collect();
+    serde_json::json!({
+        "server": server,
+        "name": name,
+        "connected": m.connected.get() == 1,
+        "applied": m.applied.get(),
+        "refused": refused,
+        "offers": {
+            "full": m.offers_count(OfferKind::Full),
+            "delta": m.offers_count(OfferKind::Delta),
+        },
+        "reconnects": m.reconnects.get(),
+        "last_apply_unix": m.last_apply_seconds.get(),
+    })
 }
 
 /// Chooses the snapshot a gateway starts with: `rules.snapshot` and the last-good one in

@@ -562,6 +562,46 @@ fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The rules server's offers go through the same lifecycle as a push: verify (trusted keys are
+/// required), build, anti-rollback unless a signed rollback order came with it, persist, swap.
+impl crate::control::Target for Lifecycle {
+    fn running(&self) -> (u64, Option<[u8; 32]>) {
+        Lifecycle::running(self)
+    }
+
+    fn running_bytes(&self) -> Option<Arc<Vec<u8>>> {
+        Lifecycle::running_bytes(self)
+    }
+
+    fn apply(
+        &self,
+        snapshot: Vec<u8>,
+        sig: String,
+        rollback: Option<Vec<u8>>,
+    ) -> Result<u64, String> {
+        let rollback = match rollback.map(String::from_utf8) {
+            None => None,
+            Some(Ok(o)) => Some(o),
+            Some(Err(_)) => {
+                self.metrics
+                    .refused
+                    .get_or_create(&OriginLabel { origin: "server" })
+                    .inc();
+                return Err("the rollback order is not UTF-8 text: refused".into());
+            }
+        };
+        Lifecycle::apply(
+            self,
+            Arrival {
+                bytes: snapshot,
+                sig: Some(sig),
+                rollback,
+                origin: "server",
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

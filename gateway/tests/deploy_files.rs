@@ -75,7 +75,7 @@ fn exported() -> BTreeSet<String> {
         None,
         0,
     ));
-    let metrics = Metrics::new(store);
+    let metrics = Metrics::with_control(store);
     // Families whose labels are only known when something happens are empty until then, and an
     // empty family is not encoded at all: give each one sample.
     metrics
@@ -83,6 +83,17 @@ fn exported() -> BTreeSet<String> {
         .parse_error(&dragnet_gateway::sip::ParseError::Empty);
     metrics.snapshots.applied("file");
     metrics.snapshots.refused("file");
+    let control = metrics
+        .control
+        .as_ref()
+        .expect("with_control registers the control families");
+    control.refused_count("signature");
+    control.offers_count(dragnet_gateway::control::proto::OfferKind::Full);
+    metrics
+        .events
+        .delivered
+        .get_or_create(&vec![("sink", "file")])
+        .inc();
     let text = metrics.encode();
     let mut names = BTreeSet::new();
     for line in text.lines() {
