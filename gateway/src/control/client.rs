@@ -119,17 +119,22 @@ impl ControlMetrics {
 /// Delta failures are counted as `delta` where they happen.
 pub fn refusal_class(reason: &str) -> &'static str {
     let r = reason.to_ascii_lowercase();
-    // Integrity first: "changed since signing" is a damaged body, not a bad signature.
+    // Integrity first: "changed since signing" is a damaged body, not a bad signature. Version
+    // before signature: an anti-rollback refusal mentions the signed order that could lift it.
     if r.contains("changed since signing")
         || r.contains("checksum")
         || r.contains("corrupt")
         || r.contains("truncated")
     {
         "integrity"
+    } else if r.contains("not newer")
+        || r.contains("anti-rollback")
+        || r.contains("rollback order")
+        || r.contains("older")
+    {
+        "version"
     } else if r.contains("signature") || r.contains("signed") || r.contains("key id") {
         "signature"
-    } else if r.contains("version") || r.contains("rollback") || r.contains("older") {
-        "version"
     } else {
         "other"
     }
@@ -574,6 +579,21 @@ mod tests {
         );
         assert_eq!(refusal_class("checksum mismatch in body"), "integrity");
         assert_eq!(refusal_class("disk full"), "other");
+        // The gateway's own texts (snapshots::Lifecycle, signing).
+        assert_eq!(
+            refusal_class("version 1 is not newer than the running version 3; refused as a rollback (an operator can force one with a signed order: dragnet rules rollback)"),
+            "version"
+        );
+        assert_eq!(
+            refusal_class(
+                "signed by unknown key id 52ebd216: not among the trusted keys [d3efeb67]"
+            ),
+            "signature"
+        );
+        assert_eq!(
+            refusal_class("no signature: trusted keys are configured, so every snapshot must be signed (dragnet rules sign)"),
+            "signature"
+        );
     }
 
     #[test]
