@@ -35,6 +35,22 @@ enum Cmd {
     /// The simulator: synthetic rule sets, and traffic with ground truth against a gateway.
     #[command(subcommand)]
     Sim(SimCmd),
+    /// Check a configuration file, or print the embedded defaults.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Validate a configuration (every key, the files it names, the snapshot it would start
+    /// with) without binding anything; errors name the key and the reason. Exit status 2 on a
+    /// bad configuration. Same as `dragnet run --config FILE --check`.
+    Check {
+        /// The file; default: the embedded examples/dragnet.toml.
+        file: Option<PathBuf>,
+    },
+    /// Print the embedded default configuration, every key commented.
+    Default,
 }
 
 #[derive(Args, Debug)]
@@ -432,6 +448,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sim(SimCmd::Run(a)) => sim_run(a),
+        Cmd::Config(ConfigCmd::Check { file }) => run_gateway(RunArgs {
+            config: file,
+            check: true,
+            print_default: false,
+        }),
+        Cmd::Config(ConfigCmd::Default) => run_gateway(RunArgs {
+            config: None,
+            check: false,
+            print_default: true,
+        }),
     }
 }
 

@@ -403,3 +403,31 @@ fn signed_snapshots_verify_only_against_their_key() {
     let err = fails(&["rules", "verify", &snap, "--trusted", &format!("{ops}.pub")]);
     assert!(err.contains("changed since signing"), "{err}");
 }
+
+#[test]
+fn config_check_names_the_bad_key_and_default_prints_the_embedded_file() {
+    let out = ok(&["config", "default"]);
+    assert!(out.contains("[control]") && out.contains("[events]"), "{out}");
+    // The printed defaults are themselves a valid configuration.
+    let dir = tmpdir("config-check");
+    let good = dir.join("good.toml");
+    std::fs::write(&good, &out).unwrap();
+    let o = ok(&["config", "check", good.to_str().unwrap()]);
+    assert!(o.contains("configuration OK"), "{o}");
+    // A wrong key, a bad value, and control without trusted keys: each named, exit status 2.
+    for (text, key) in [
+        ("[dns]\nlisten_udpp = []\n", "listen_udpp"),
+        ("[admin]\nlisten = \"not an address\"\n", "admin.listen"),
+        (
+            "[control]\nenabled = true\nserver = \"127.0.0.1:7443\"\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            "rules.trusted_keys",
+        ),
+    ] {
+        let f = dir.join("bad.toml");
+        std::fs::write(&f, text).unwrap();
+        let o = dragnet(&["config", "check", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(key), "{text:?}: {err}");
+    }
+}
