@@ -407,7 +407,10 @@ fn signed_snapshots_verify_only_against_their_key() {
 #[test]
 fn config_check_names_the_bad_key_and_default_prints_the_embedded_file() {
     let out = ok(&["config", "default"]);
-    assert!(out.contains("[control]") && out.contains("[events]"), "{out}");
+    assert!(
+        out.contains("[control]") && out.contains("[events]"),
+        "{out}"
+    );
     // The printed defaults are themselves a valid configuration.
     let dir = tmpdir("config-check");
     let good = dir.join("good.toml");
