@@ -315,6 +315,14 @@ fn smoke_scenario_against_the_gateway_has_no_false_verdict() {
         assert!(html.contains(s), "{s}");
     }
     assert!(!html.contains("<script") && !html.contains("http-equiv"));
+    // DRAGNET_KEEP_REPORT=DIR keeps a copy of the reports (to look at, or to screenshot).
+    if let Ok(keep) = std::env::var("DRAGNET_KEEP_REPORT") {
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep).unwrap();
+        for f in ["report.json", "report.html"] {
+            std::fs::copy(out.join(f), keep.join(f)).unwrap();
+        }
+    }
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
 }
