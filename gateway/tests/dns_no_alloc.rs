@@ -1,6 +1,7 @@
 //! The DNS codec's hot path does not allocate: a counting global allocator (counting per
 //! thread, so the tests of this binary can run in parallel) around parse, name extraction,
-//! cache key, synthesis into a warm buffer, error answers and the forwarder's response helpers.
+//! cache key, synthesis into a warm buffer, error answers, the forwarder's response helpers and
+//! the workers' packet cache once warm.
 #![allow(clippy::unwrap_used)]
 
 use dragnet_gateway::dns::{
@@ -81,4 +82,41 @@ fn error_answers_do_not_allocate() {
     assert_eq!(n, 0, "the error path allocated {n} times");
     assert!(sent);
     assert_eq!(out[3] & 0x0F, 1);
+}
+
+#[test]
+fn a_warm_packet_cache_serves_and_refills_without_allocating() {
+    use dragnet_gateway::dns_plane::cache::PacketCache;
+    let q = parse_query(QUERY).unwrap();
+    let mut key = [0u8; CACHE_KEY_LEN];
+    let key = cache_key(&q, &mut key).to_vec();
+    let mut answer = Vec::new();
+    synthesize(
+        &q,
+        Synth::A(&[Ipv4Addr::new(192, 0, 2, 1)]),
+        &SynthOpts::default(),
+        &mut answer,
+    );
+    // One bucket: every insert below replaces a way whose buffer is already allocated.
+    let mut cache = PacketCache::new(8, 99);
+    let mut other = key.clone();
+    for i in 0..8u8 {
+        other[1] = b'a' + i;
+        cache.insert(&other, &answer, 100, 60);
+    }
+    let (served, n) = allocations(|| {
+        let mut served = 0;
+        for round in 0..100u64 {
+            cache.insert(&key, &answer, 100 + round, 60);
+            let mut out = [0u8; 512];
+            if let Some(hit) = cache.get(&key, 100 + round) {
+                out[..hit.answer.len()].copy_from_slice(hit.answer);
+                served += 1;
+            }
+            cache.remove(&key);
+        }
+        served
+    });
+    assert_eq!(n, 0, "the packet cache allocated {n} times");
+    assert_eq!(served, 100);
 }

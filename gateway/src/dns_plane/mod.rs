@@ -13,6 +13,7 @@
 //! drop, tcp-only, local data); other blocks use the category's policy or `dns.block`; a warn
 //! uses `dns.warn` (e.g. the warning page's address); tag and allow are forwarded.
 
+pub mod cache;
 pub mod doq;
 pub mod net;
 
@@ -154,31 +155,49 @@ impl DnsCore {
         stream: bool,
         now: u64,
     ) -> Step {
+        match parse_query(pkt) {
+            Ok(q) => self.decide_query(w, &q, client, stream, now),
+            Err(err) => self.malformed(w, pkt, err),
+        }
+    }
+
+    /// A query that could not be parsed: FORMERR/NOTIMP/BADVERS in `w.out` when its header can
+    /// be read, else silence.
+    pub fn malformed(&self, w: &mut DnsWorker, pkt: &[u8], err: dns::DnsError) -> Step {
         w.out.clear();
         let m = &self.metrics;
-        let q = match parse_query(pkt) {
-            Ok(q) => q,
-            Err(err) => {
-                m.malformed.inc();
-                return if dns::error_response(pkt, err, &mut w.out) {
-                    m.answered("formerr");
-                    Step::Reply
-                } else {
-                    m.dropped.inc();
-                    Step::Drop
-                };
-            }
-        };
+        m.malformed.inc();
+        if dns::error_response(pkt, err, &mut w.out) {
+            m.answered("formerr");
+            Step::Reply
+        } else {
+            m.dropped.inc();
+            Step::Drop
+        }
+    }
+
+    /// [`DnsCore::decide`] for a query already parsed (the UDP workers parse once and keep the
+    /// query for the forwarder).
+    pub fn decide_query(
+        &self,
+        w: &mut DnsWorker,
+        q: &Query<'_>,
+        client: IpAddr,
+        stream: bool,
+        now: u64,
+    ) -> Step {
+        w.out.clear();
+        let m = &self.metrics;
         m.queries.inc();
         if !self.allow.iter().any(|c| c.contains(client)) {
             m.refused_clients.inc();
-            synthesize(&q, Synth::Refused, &self.opts(stream, 0), &mut w.out);
+            synthesize(q, Synth::Refused, &self.opts(stream, 0), &mut w.out);
             m.answered("refused");
             return Step::Reply;
         }
         if self.rate_limit > 0 && self.over_rate(w, client, now) {
             m.rate_limited.inc();
-            synthesize(&q, Synth::Refused, &self.opts(stream, 0), &mut w.out);
+            synthesize(q, Synth::Refused, &self.opts(stream, 0), &mut w.out);
             m.answered("refused");
             return Step::Reply;
         }
@@ -213,7 +232,7 @@ impl DnsCore {
                 DnsPolicy::Nxdomain => Synth::NxDomain,
                 DnsPolicy::Nodata => Synth::NoData,
                 DnsPolicy::Refused => Synth::Refused,
-                DnsPolicy::Sinkhole => self.sinkhole(&q, &self.v4, &self.v6),
+                DnsPolicy::Sinkhole => self.sinkhole(q, &self.v4, &self.v6),
                 DnsPolicy::Cname => Synth::Cname(self.cname.as_bytes()),
                 DnsPolicy::Log => return Step::Forward,
                 DnsPolicy::Drop => {
@@ -248,14 +267,14 @@ impl DnsCore {
                             }
                         }
                     }
-                    let s = self.sinkhole(&q, &v4[..n4], &v6[..n6]);
-                    synthesize(&q, s, &opts, &mut w.out);
+                    let s = self.sinkhole(q, &v4[..n4], &v6[..n6]);
+                    synthesize(q, s, &opts, &mut w.out);
                     m.answered(rcode_label(&w.out));
                     return Step::Reply;
                 }
             },
         };
-        synthesize(&q, synth, &opts, &mut w.out);
+        synthesize(q, synth, &opts, &mut w.out);
         m.answered(rcode_label(&w.out));
         Step::Reply
     }

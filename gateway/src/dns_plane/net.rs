@@ -2,19 +2,21 @@
 //!
 //! Shared-nothing UDP workers, one thread each: each owns its upstream sockets, its table of
 //! queries in flight (indexed by the random ID it gave them, RFC 5452 §9) and its packet
-//! cache, so nothing on the path is locked or shared. A worker reads the client socket and its
-//! upstream sockets in batches (`recvmmsg`, [`crate::mmsg`]): answers built in place, cache
-//! hits served with their TTLs aged, misses forwarded; upstream answers checked against the
-//! question they belong to, cached, returned with the client's ID and the client's letter
-//! case. What a batch produced goes out with one `sendmmsg` per socket. When every socket is
-//! empty the worker sleeps in `poll` (at most 50 ms); every 50 ms it gives SERVFAIL to what
-//! has waited `timeout_ms`. A truncated upstream answer is retried over TCP (RFC 7766) in a
-//! task on the runtime.
+//! cache ([`super::cache`]), so nothing on the path is locked or shared. A worker reads the
+//! client socket and its upstream sockets in batches (`recvmmsg`, [`crate::mmsg`]): each query
+//! parsed once; answers built in place, cache hits served with their TTLs aged, misses
+//! forwarded; upstream answers checked against the question they belong to, cached, returned
+//! with the client's ID and the client's letter case. What a batch produced goes out with one
+//! `sendmmsg` per socket. With nothing in flight the worker neither reads its upstream sockets
+//! nor polls: it sleeps in the client socket's `recvmmsg` (MSG_WAITFORONE, up to
+//! [`crate::mmsg::STOP_POLL`]). With queries in flight, when every socket is empty it sleeps in
+//! `poll` (at most 50 ms); every 50 ms it gives SERVFAIL to what has waited `timeout_ms`. A
+//! truncated upstream answer is retried over TCP (RFC 7766) in a task on the runtime.
 //!
 //! TCP clients (RFC 7766, two-octet length prefix): one task per connection; its forwarded
 //! queries go upstream over the connection's own UDP socket (TCP if truncated), uncached.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -28,10 +30,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
+use super::cache::PacketCache;
 use super::{DnsCore, DnsWorker, Step};
 use crate::dns::{
     age_ttls, answer_ttl, cache_key, echo_question_case, is_truncated, parse_query, rcode,
-    response_matches, set_id, CACHE_KEY_LEN,
+    response_matches, set_id, Query, CACHE_KEY_LEN,
 };
 use crate::mmsg::{self, RecvBatch, SendBatch, Workers, BATCH};
 
@@ -69,6 +72,8 @@ pub fn spawn(
     let rt = tokio::runtime::Handle::current();
     let mut threads = Workers::new();
     for (si, s) in udp.into_iter().enumerate() {
+        // Blocking with a receive timeout: an idle worker sleeps in recvmmsg (see udp_worker).
+        mmsg::blocking(&s)?;
         let s = Arc::new(s);
         for i in 0..workers.max(1) {
             let (core, s, rt, stop) = (core.clone(), s.clone(), rt.clone(), threads.stop_flag());
@@ -103,12 +108,6 @@ struct Pending {
     sent: Instant,
 }
 
-struct Cached {
-    resp: Vec<u8>,
-    stored: u64,
-    ttl: u32,
-}
-
 /// xorshift64*: the IDs of forwarded queries (unpredictable enough with a random seed; the
 /// upstream socket's random port adds 16 more bits, RFC 5452 §9.2).
 struct Ids(u64);
@@ -132,7 +131,7 @@ struct UdpState {
     pending: Vec<Option<Pending>>,
     in_flight: usize,
     order: VecDeque<(Instant, u16)>,
-    cache: HashMap<Box<[u8]>, Cached>,
+    cache: PacketCache,
     pool: Vec<Vec<u8>>,
     ids: Ids,
     rr: usize,
@@ -234,7 +233,7 @@ fn udp_worker(
         pending: (0..65_536).map(|_| None).collect(),
         in_flight: 0,
         order: VecDeque::with_capacity(4096),
-        cache: HashMap::with_capacity(core.cache_entries.min(1 << 16)),
+        cache: PacketCache::new(core.cache_entries, seed(i ^ 0x5eed_cace)),
         pool: Vec::new(),
         ids: Ids(seed(i)),
         rr: 0,
@@ -246,8 +245,12 @@ fn udp_worker(
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut idle = true;
-        if let Ok(n) = from_clients.recv(&*io.sock, false) {
-            idle = n == 0;
+        // Nothing in flight: nothing can come from upstream and nothing can time out, so the
+        // worker sleeps in recvmmsg itself (MSG_WAITFORONE, up to the socket's receive
+        // timeout) rather than in poll followed by a read: one system call per wake-up.
+        let waiting = st.in_flight == 0;
+        if let Ok(n) = from_clients.recv(&*io.sock, waiting) {
+            idle = n == 0 && !waiting;
             let now = unix_now();
             for k in 0..n {
                 let Some((pkt, client, truncated)) = from_clients.get(k) else {
@@ -257,13 +260,27 @@ fn udp_worker(
                     core.metrics.malformed.inc();
                     continue;
                 }
-                match core.decide(&mut w, pkt, client.ip(), false, now) {
+                let q = match parse_query(pkt) {
+                    Ok(q) => q,
+                    Err(err) => {
+                        if core.malformed(&mut w, pkt, err) == Step::Reply {
+                            io.answer(&core, &w.out, client);
+                        }
+                        continue;
+                    }
+                };
+                match core.decide_query(&mut w, &q, client.ip(), false, now) {
                     Step::Reply => io.answer(&core, &w.out, client),
                     Step::Drop => {}
-                    Step::Forward => forward(&core, &mut io, &mut st, &mut w, pkt, client, now),
+                    Step::Forward => forward(&core, &mut io, &mut st, &mut w, &q, pkt, client, now),
                 }
             }
             io.flush(&core);
+        }
+        if waiting {
+            // Blocked above until a datagram came or the receive timeout passed; the stop
+            // flag is looked at next.
+            continue;
         }
         for ix in 0..io.ups.len() {
             let Ok(n) = from_ups.recv(&io.ups[ix], false) else {
@@ -288,40 +305,38 @@ fn udp_worker(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn forward(
     core: &DnsCore,
     io: &mut Io,
     st: &mut UdpState,
     w: &mut DnsWorker,
+    q: &Query<'_>,
     pkt: &[u8],
     client: SocketAddr,
     now: u64,
 ) {
-    let Ok(q) = parse_query(pkt) else { return };
     let mut key = [0u8; CACHE_KEY_LEN];
-    let k = cache_key(&q, &mut key);
-    if let Some(c) = st.cache.get(k) {
-        let elapsed = now.saturating_sub(c.stored);
-        if elapsed < u64::from(c.ttl) {
-            w.out.clear();
-            w.out.extend_from_slice(&c.resp);
-            if age_ttls(&mut w.out, elapsed as u32) {
-                set_id(&mut w.out, q.id());
-                echo_question_case(&q, &mut w.out);
-                if w.out.len() > q.response_limit(core.udp_size, false) {
-                    core.truncated(&q, &mut w.out);
-                }
-                core.metrics.cache_hits.inc();
-                io.answer(core, &w.out, client);
-                return;
+    let k = cache_key(q, &mut key);
+    if let Some(hit) = st.cache.get(k, now) {
+        w.out.clear();
+        w.out.extend_from_slice(hit.answer);
+        if age_ttls(&mut w.out, hit.age) {
+            set_id(&mut w.out, q.id());
+            echo_question_case(q, &mut w.out);
+            if w.out.len() > q.response_limit(core.udp_size, false) {
+                core.truncated(q, &mut w.out);
             }
+            core.metrics.cache_hits.inc();
+            io.answer(core, &w.out, client);
+            return;
         }
         st.cache.remove(k);
     }
     core.metrics.cache_misses.inc();
     if st.in_flight >= 60_000 {
         // The table is nearly full: answer SERVFAIL rather than overwrite a query in flight.
-        core.servfail(&q, false, &mut w.out);
+        core.servfail(q, false, &mut w.out);
         io.answer(core, &w.out, client);
         return;
     }
@@ -417,19 +432,9 @@ fn upstream_answer(
     let now = unix_now();
     if matches!(rcode(resp), Some(0 | 3)) && core.cache_entries > 0 {
         if let Some(ttl) = answer_ttl(resp).filter(|t| *t > 0) {
-            if st.cache.len() >= core.cache_entries {
-                evict(&mut st.cache, now);
-            }
             let mut key = [0u8; CACHE_KEY_LEN];
             let k = cache_key(&q, &mut key);
-            st.cache.insert(
-                k.into(),
-                Cached {
-                    resp: resp.to_vec(),
-                    stored: now,
-                    ttl: ttl.min(core.cache_max_ttl),
-                },
-            );
+            st.cache.insert(k, resp, now, ttl.min(core.cache_max_ttl));
         }
     }
     w.out.clear();
@@ -441,19 +446,6 @@ fn upstream_answer(
     }
     io.answer(core, &w.out, p.client);
     st.pool.push(p.query);
-}
-
-/// Makes room: drops expired entries, or (if none) an arbitrary tenth of the cache.
-fn evict(cache: &mut HashMap<Box<[u8]>, Cached>, now: u64) {
-    let before = cache.len();
-    cache.retain(|_, c| now.saturating_sub(c.stored) < u64::from(c.ttl));
-    if cache.len() == before {
-        let drop_n = (before / 10).max(1);
-        let keys: Vec<Box<[u8]>> = cache.keys().take(drop_n).cloned().collect();
-        for k in keys {
-            cache.remove(&k);
-        }
-    }
 }
 
 fn expire(core: &DnsCore, io: &mut Io, st: &mut UdpState, w: &mut DnsWorker, timeout: Duration) {
