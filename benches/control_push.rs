@@ -16,7 +16,7 @@ use dragnet_gateway::control::certs::{self, key_beside};
 use dragnet_gateway::control::client::{self, ControlMetrics, Maintainer};
 use dragnet_gateway::control::config::ControlConfig;
 use dragnet_gateway::control::server::{self, ServerConfig};
-use dragnet_gateway::control::{sha256, Target};
+use dragnet_gateway::control::Target;
 use dragnet_gateway::signing::{self, TrustedKey};
 use dragnet_rules::compile::{source_options, CompileConfig, Compiler};
 use dragnet_rules::formats::Format;
@@ -46,9 +46,15 @@ impl Target for BenchTarget {
     fn running_bytes(&self) -> Option<Arc<Vec<u8>>> {
         self.state.lock().expect("state").2.clone()
     }
-    fn apply(&self, snap: Vec<u8>, sig: String, _: Option<Vec<u8>>) -> Result<u64, String> {
-        let v = signing::verify_bytes(&snap, &sig, &self.keys).map_err(|e| e.to_string())?;
-        let sha = sha256(&snap);
+    fn apply(
+        &self,
+        snap: Vec<u8>,
+        sha: [u8; 32],
+        sig: String,
+        _: Option<Vec<u8>>,
+    ) -> Result<u64, String> {
+        // As the gateway's lifecycle does: the subscriber's digest, not a second hash.
+        let v = signing::verify_hashed(&snap, sha, &sig, &self.keys).map_err(|e| e.to_string())?;
         *self.state.lock().expect("state") = (v.version, Some(sha), Some(Arc::new(snap)));
         self.installed
             .lock()

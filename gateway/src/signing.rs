@@ -419,6 +419,18 @@ pub fn verify_bytes(
     sig_text: &str,
     trusted: &[TrustedKey],
 ) -> Result<Verified, SignError> {
+    verify_hashed(snapshot, Sha256::digest(snapshot).into(), sig_text, trusted)
+}
+
+/// [`verify_bytes`] for a caller that has just computed `sha256` over exactly these `snapshot`
+/// bytes (a delta's checked result, a download checked against its offer): the same checks
+/// without hashing 20 MB again. Never pass a digest that came from the network.
+pub fn verify_hashed(
+    snapshot: &[u8],
+    sha256: [u8; 32],
+    sig_text: &str,
+    trusted: &[TrustedKey],
+) -> Result<Verified, SignError> {
     let s = parse_sig(sig_text)?;
     let key = trusted
         .iter()
@@ -427,7 +439,7 @@ pub fn verify_bytes(
             key_id: s.key_id.clone(),
             trusted: trusted.iter().map(|k| k.key_id.clone()).collect(),
         })?;
-    let sha: [u8; 32] = Sha256::digest(snapshot).into();
+    let sha = sha256;
     if sha != s.sha256 {
         return Err(SignError::ChangedSinceSigning {
             signed: hex(&s.sha256),
@@ -636,6 +648,20 @@ mod tests {
         let e = verify_bytes(&snap, &text, &[pk]).unwrap_err();
         assert!(matches!(e, SignError::ChangedSinceSigning { .. }), "{e}");
         assert!(e.to_string().contains("changed since signing"), "{e}");
+    }
+
+    #[test]
+    fn verify_hashed_checks_the_given_digest_like_its_own() {
+        let snap = snapshot(7);
+        let (sk, pk) = pair();
+        let (signed, text) = sign_bytes(&snap, &sk).unwrap();
+        let keys = std::slice::from_ref(&pk);
+        let sha: [u8; 32] = Sha256::digest(&snap).into();
+        assert_eq!(verify_hashed(&snap, sha, &text, keys).unwrap(), signed);
+        let mut other = sha;
+        other[0] ^= 1;
+        let e = verify_hashed(&snap, other, &text, keys).unwrap_err();
+        assert!(matches!(e, SignError::ChangedSinceSigning { .. }), "{e}");
     }
 
     #[test]

@@ -53,9 +53,16 @@ impl Target for TestTarget {
     fn apply(
         &self,
         snapshot: Vec<u8>,
+        sha: [u8; 32],
         sig: String,
         rollback: Option<Vec<u8>>,
     ) -> Result<u64, String> {
+        // The subscriber hands over the SHA-256 of exactly these bytes.
+        assert_eq!(
+            sha,
+            sha256(&snapshot),
+            "the digest passed to apply is the bytes'"
+        );
         let v = signing::verify_bytes(&snapshot, &sig, &self.keys).map_err(|e| e.to_string())?;
         let running = self.version();
         let forced = rollback.as_deref() == Some(ORDER);

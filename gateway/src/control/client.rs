@@ -321,7 +321,8 @@ async fn install(
     let snapshot = match kind {
         OfferKind::Full => payload,
         OfferKind::Delta => {
-            let Some(base) = target.running_bytes() else {
+            let (_, base_sha) = target.running();
+            let (Some(base), Some(base_sha)) = (target.running_bytes(), base_sha) else {
                 metrics.refuse("delta");
                 return nack(
                     sha,
@@ -342,7 +343,7 @@ async fn install(
                 );
             }
             let made = tokio::task::spawn_blocking(move || {
-                delta::apply(&base, &payload).map_err(|e| e.to_string())
+                delta::apply_to_known_base(&base, base_sha, &payload).map_err(|e| e.to_string())
             })
             .await
             .unwrap_or_else(|e| Err(format!("applying the delta failed: {e}")));
@@ -374,7 +375,7 @@ async fn install(
         );
     }
     let t = target.clone();
-    let applied = tokio::task::spawn_blocking(move || t.apply(snapshot, sig, order))
+    let applied = tokio::task::spawn_blocking(move || t.apply(snapshot, got, sig, order))
         .await
         .unwrap_or_else(|e| Err(format!("installing failed internally: {e}")));
     match applied {

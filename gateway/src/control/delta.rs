@@ -328,8 +328,19 @@ impl Reader<'_> {
 /// finally the rebuilt bytes' length and SHA-256. The result is still an unverified snapshot: the
 /// caller verifies its signature as for a full download.
 pub fn apply(base: &[u8], delta: &[u8]) -> Result<Vec<u8>, DeltaError> {
+    apply_to_known_base(base, sha256(base), delta)
+}
+
+/// [`apply`] for a caller that already knows `base`'s SHA-256 (a gateway hashed its running
+/// snapshot when it installed it): the same checks without hashing the base again. A wrong
+/// `base_sha256` cannot produce a wrong result: the rebuilt bytes' SHA-256 is still checked.
+pub fn apply_to_known_base(
+    base: &[u8],
+    base_sha256: [u8; 32],
+    delta: &[u8],
+) -> Result<Vec<u8>, DeltaError> {
     let h = read_header(delta)?;
-    let actual_sha256 = sha256(base);
+    let actual_sha256 = base_sha256;
     if h.base_len != base.len() as u64 || h.base_sha256 != actual_sha256 {
         return Err(DeltaError::WrongBase {
             expected_len: h.base_len,
@@ -1170,6 +1181,29 @@ mod tests {
             last = (d.len(), b.len());
         }
         last
+    }
+
+    #[test]
+    fn a_known_base_digest_is_checked_and_cannot_forge_the_result() {
+        let base: Vec<u8> = (0..10_000u32).flat_map(u32::to_le_bytes).collect();
+        let mut target = base.clone();
+        target.splice(4000..4000, *b"inserted bytes");
+        let d = make(&base, &target);
+        assert_eq!(
+            apply_to_known_base(&base, sha256(&base), &d).unwrap(),
+            target
+        );
+        // A digest that is not the delta's base: refused before any work.
+        let mut wrong = sha256(&base);
+        wrong[0] ^= 1;
+        assert!(matches!(
+            apply_to_known_base(&base, wrong, &d),
+            Err(DeltaError::WrongBase { .. })
+        ));
+        // Other bytes claimed to be the base: the rebuilt snapshot's hash refuses them.
+        let mut other = base.clone();
+        other[100] ^= 1;
+        assert!(apply_to_known_base(&other, sha256(&base), &d).is_err());
     }
 
     #[test]

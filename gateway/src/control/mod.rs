@@ -77,13 +77,18 @@ pub trait Target: Send + Sync + 'static {
     /// (version, SHA-256 of the snapshot bytes) now running; sha None when the running set was
     /// not loaded from bytes the server could know (embedded example set).
     fn running(&self) -> (u64, Option<[u8; 32]>);
-    /// The running snapshot's bytes (base for a delta), if kept.
+    /// The running snapshot's bytes (base for a delta), if kept: exactly the bytes whose
+    /// SHA-256 [`Target::running`] reports (a mismatch only costs a refused delta and a full
+    /// download: the rebuilt snapshot's hash is checked).
     fn running_bytes(&self) -> Option<std::sync::Arc<Vec<u8>>>;
     /// Verify signature + checksum + anti-rollback (a valid rollback order lifts it), build,
-    /// swap, persist as last-good. Ok(version now running) or Err(reason, for the nack).
+    /// swap, persist as last-good. `sha256` is the SHA-256 of `snapshot`, computed by the
+    /// subscriber over exactly these bytes (so it need not be computed again). Ok(version now
+    /// running) or Err(reason, for the nack).
     fn apply(
         &self,
         snapshot: Vec<u8>,
+        sha256: [u8; 32],
         sig: String,
         rollback: Option<Vec<u8>>,
     ) -> Result<u64, String>;
