@@ -8,9 +8,11 @@
 //! ranges, phishing domains (registrable names, brand look-alikes, deep names, random-looking
 //! names), Safe Browsing URL expressions (prefixes and exact URLs, on dedicated and shared
 //! hosting), and Chinese and English fraud keywords. [`write_dir`] streams them as
-//! `numbers.csv`, `domains.domains`, `urls.urls`, `keywords.keywords`, a `rules.toml` manifest
-//! and `truth.json`: samples of inputs that must match ([`Positives`]) and inputs that must not
-//! ([`Negatives`]), checked against the generated sets. Sizes from 10^3 to 10^7 entries per list;
+//! `numbers.csv`, the domain rules spread over every domain format the compiler reads
+//! (`domains.domains`, `domains.hosts`, `domains.adblock`, `domains.rpz`: [`Placement`]),
+//! `urls.urls`, `keywords.keywords`, a `rules.toml` manifest and `truth.json`: samples of inputs
+//! that must match ([`Positives`]) and inputs that must not ([`Negatives`]), checked against the
+//! generated sets with each format's reach (a hosts line is one name, `*.x` only below x). Sizes from 10^3 to 10^7 entries per list;
 //! 10^7 numbers take seconds in a release build.
 //!
 //! **Traffic with ground truth** (`dragnet sim run`): a [`Scenario`] (TOML: seed, duration,
@@ -106,9 +108,9 @@ impl std::error::Error for SimError {
 }
 
 pub use rulegen::{
-    generate, manifest, write_dir, GenSpec, RuleSet, Summary, WrittenFile, CATEGORIES_12381,
-    DOMAINS_FILE, KEYWORDS_FILE, MANIFEST_FILE, NUMBERS_CSV_HEADER, NUMBERS_FILE, TRUTH_FILE,
-    URLS_FILE,
+    generate, manifest, write_dir, DomainFormat, GenSpec, Placement, Reach, RuleSet, Summary,
+    WrittenFile, ADBLOCK_FILE, CATEGORIES_12381, DOMAINS_FILE, HOSTS_FILE, KEYWORDS_FILE,
+    MANIFEST_FILE, NUMBERS_CSV_HEADER, NUMBERS_FILE, RPZ_FILE, TRUTH_FILE, URLS_FILE,
 };
 pub use truth::{
     negative_domains, negative_messages, negative_numbers, negative_urls, truth, Negatives,

@@ -62,6 +62,8 @@ pub(crate) enum Stream {
     Traffic = 12,
     /// Clean callers and callees drawn from the scenario's number plans.
     TrafficNumbers = 13,
+    /// The key that spreads the generated domains over the domain formats (`rulegen::placement`).
+    DomainFormats = 14,
 }
 
 /// xoshiro256** 1.0.

@@ -6,7 +6,9 @@
 //! strictly than any matcher needs:
 //! - numbers: drawn from the half of the number space the generator never uses (see
 //!   `rulegen::in_negative_half`), and not under any generated prefix;
-//! - domains: neither blocked nor below a blocked name (every label suffix is checked);
+//! - domains: covered by no domain rule as its format defines the rule's reach (a hosts line or
+//!   RPZ `x` covers exactly `x`, RPZ `*.x` only the names below `x`, `||x^` and a plain list
+//!   entry both; every label suffix is checked);
 //! - URLs: no host suffix × path prefix (at any depth, not just Safe Browsing's 5 × 6) is a URL
 //!   rule, the host is not under a blocked domain, and the text holds no keyword;
 //! - messages: hold no keyword seed (every generated keyword contains a seed, so that suffices).
@@ -18,8 +20,9 @@
 use crate::prng::{capacity_hint, fast_set, hash_bytes, FastSet, Rng, Stream};
 use crate::rulegen::{
     digit_len, draw_any_number, draw_domain, draw_url, e164, for_each_domain, for_each_keyword,
-    for_each_number, for_each_url, in_negative_half, parity_key, pow10, prefix_rows, push_segment,
-    push_tld, sample_stride, valid_domain, valid_label, GenSpec, PrefixRow, UrlRow,
+    for_each_number, for_each_url, in_negative_half, parity_key, placement, placement_key, pow10,
+    prefix_rows, push_segment, push_tld, sample_stride, valid_domain, valid_label, GenSpec,
+    PrefixRow, Reach, UrlRow,
 };
 use crate::vocab::*;
 
@@ -33,9 +36,10 @@ pub struct Positives {
     pub numbers: Vec<String>,
     /// Full numbers under generated prefixes (these hit `tag` rules, not `block`).
     pub numbers_under_prefix: Vec<String>,
-    /// Generated domains as written.
+    /// Generated domains whose rule covers the name itself (all but the `*.x`-only ones).
     pub domains: Vec<String>,
-    /// A name strictly below a generated domain (`login.` + blocked name).
+    /// A name strictly below a generated domain whose rule covers the names below it
+    /// (`login.` + listed name; not below a hosts line or an exact RPZ trigger).
     pub subdomains_of_blocked: Vec<String>,
     /// Full URLs (`http://host/path…`) that a URL rule covers.
     pub urls: Vec<String>,
@@ -48,8 +52,10 @@ pub struct Positives {
 pub struct Negatives {
     /// E.164 numbers that are neither generated nor under a generated prefix.
     pub numbers: Vec<String>,
-    /// Names neither blocked nor below a blocked name: `not`+name, name+`.`+other registrable,
-    /// parents of deep names, other TLDs, harmless names, and unseen draws of the generator.
+    /// Names no domain rule covers: `not`+name, name+`.`+other registrable, parents of deep
+    /// names, other TLDs, harmless names, unseen draws of the generator, and the format
+    /// boundaries: a name below an exact-only rule (hosts line, RPZ `x`, `=x`) and the listed
+    /// name of a rule that covers only the names below it (`*.x`).
     pub domains: Vec<String>,
     /// Full URLs no URL rule covers, on hosts no domain rule covers, with no keyword.
     pub urls: Vec<String>,
@@ -160,8 +166,11 @@ pub(crate) struct World {
     pub number_sample: Vec<u64>,
     prefixes: Vec<PrefixRow>,
     prefix_set: FastSet,
-    pub domain_set: FastSet,
-    pub domain_sample: Vec<String>,
+    /// Hashes of the listed names, by what their rule covers.
+    domain_suffix: FastSet,
+    domain_exact: FastSet,
+    domain_below: FastSet,
+    pub domain_sample: Vec<(String, Reach)>,
     pub url_set: FastSet,
     pub url_sample: Vec<UrlRow>,
     pub keyword_sample: Vec<String>,
@@ -198,12 +207,35 @@ impl World {
             number_sample: Vec::new(),
             prefixes: Vec::new(),
             prefix_set: fast_set(0),
-            domain_set: fast_set(0),
+            domain_suffix: fast_set(0),
+            domain_exact: fast_set(0),
+            domain_below: fast_set(0),
             domain_sample: Vec::new(),
             url_set: fast_set(0),
             url_sample: Vec::new(),
             keyword_sample: Vec::new(),
         }
+    }
+
+    /// Room for `n` domains in the sets (spread over three: each gets a share).
+    pub(crate) fn reserve_domains(&mut self, n: usize) {
+        let n = capacity_hint(n);
+        self.domain_suffix.reserve(n * 2 / 3);
+        self.domain_exact.reserve(n / 3);
+        self.domain_below.reserve(n / 8);
+    }
+
+    /// Record one generated domain and what its rule covers; `sample` puts it in the truth.
+    pub(crate) fn add_domain(&mut self, name: &str, reach: Reach, sample: bool) {
+        if sample {
+            self.domain_sample.push((name.to_owned(), reach));
+        }
+        let set = match reach {
+            Reach::Suffix => &mut self.domain_suffix,
+            Reach::Exact => &mut self.domain_exact,
+            Reach::Below => &mut self.domain_below,
+        };
+        set.insert(hash_bytes(name.as_bytes()));
     }
 
     pub(crate) fn set_prefixes(&mut self, prefixes: Vec<PrefixRow>) {
@@ -228,15 +260,13 @@ impl World {
             });
         }
         if needs.domains {
-            w.domain_set.reserve(capacity_hint(spec.domains));
+            w.reserve_domains(spec.domains);
+            let key = placement_key(spec.seed);
             let stride = sample_stride(spec.domains);
             let mut i = 0usize;
             let _ = for_each_domain(spec, |d| {
-                if i % stride == 0 {
-                    w.domain_sample.push(d.to_owned());
-                }
+                w.add_domain(d, placement(key, i).reach, i % stride == 0);
                 i += 1;
-                w.domain_set.insert(hash_bytes(d.as_bytes()));
                 Ok(())
             });
         }
@@ -281,11 +311,17 @@ impl World {
                     e164(p.digits * pow10(free) + rng.below(pow10(free)))
                 })
                 .collect(),
-            domains: self.domain_sample.clone(),
+            domains: self
+                .domain_sample
+                .iter()
+                .filter(|(_, r)| r.covers_name())
+                .map(|(d, _)| d.clone())
+                .collect(),
             subdomains_of_blocked: self
                 .domain_sample
                 .iter()
-                .map(|d| {
+                .filter(|(_, r)| r.covers_below())
+                .map(|(d, _)| {
                     let mut s = String::with_capacity(d.len() + 12);
                     if rng.chance(700) {
                         s.push_str(rng.pick(&SUB_LABELS));
@@ -343,18 +379,37 @@ impl World {
         out
     }
 
-    /// True when a domain rule covers `host` (the name or any name above it is blocked).
-    fn domain_blocked(&self, host: &str) -> bool {
+    /// True when a domain rule covers `host`, as the rule's format defines its reach: a
+    /// suffix rule on the name or any name above it, an exact rule on the name itself, a
+    /// below-only rule on a name strictly above it.
+    pub(crate) fn domain_blocked(&self, host: &str) -> bool {
         let mut rest = host;
+        let mut itself = true;
         loop {
-            if self.domain_set.contains(&hash_bytes(rest.as_bytes())) {
+            let h = hash_bytes(rest.as_bytes());
+            let listed = if itself {
+                self.domain_exact.contains(&h)
+            } else {
+                self.domain_below.contains(&h)
+            };
+            if listed || self.domain_suffix.contains(&h) {
                 return true;
             }
             match rest.split_once('.') {
                 Some((_, parent)) => rest = parent,
                 None => return false,
             }
+            itself = false;
         }
+    }
+
+    /// The sampled names whose rule has this reach.
+    fn sample_with(&self, reach: Reach) -> Vec<String> {
+        self.domain_sample
+            .iter()
+            .filter(|(_, r)| *r == reach)
+            .map(|(d, _)| d.clone())
+            .collect()
     }
 
     pub(crate) fn negative_domains(&self, n: usize) -> Vec<String> {
@@ -364,15 +419,17 @@ impl World {
         let mut s = String::new();
         let mut budget = budget(n);
         let mut i = 0u64;
+        let names: Vec<String> = self.domain_sample.iter().map(|(d, _)| d.clone()).collect();
+        let exact = self.sample_with(Reach::Exact);
+        let below = self.sample_with(Reach::Below);
         while out.len() < n && budget > 0 {
             budget -= 1;
-            let form = if self.domain_sample.is_empty() {
-                4 + i % 2
-            } else {
-                i % 6
-            };
+            let mut form = if names.is_empty() { 4 + i % 2 } else { i % 8 };
             i += 1;
-            let base = pick_str(&mut rng, &self.domain_sample);
+            if (form == 6 && exact.is_empty()) || (form == 7 && below.is_empty()) {
+                form = 5;
+            }
+            let base = pick_str(&mut rng, &names);
             let cand = match form {
                 // `notx`: the blocked name glued to a prefix is not a subdomain of it.
                 0 => format!("not{base}"),
@@ -396,6 +453,13 @@ impl World {
                     push_tld(&mut rng, &mut h);
                     h
                 }
+                // Below a hosts line or an exact trigger: the rule is for one name only.
+                6 => {
+                    let d = pick_str(&mut rng, &exact);
+                    format!("{}.{d}", rng.pick(&SUB_LABELS))
+                }
+                // The listed name of a `*.x` rule: it covers the names below x, not x.
+                7 => pick_str(&mut rng, &below).to_owned(),
                 // An unseen draw from the generator's own distribution (false-positive rates of
                 // filters are only meaningful against look-alike keys).
                 _ => {
@@ -713,7 +777,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::rulegen::generate;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
     fn spec(seed: u64) -> GenSpec {
         GenSpec {
@@ -763,9 +827,15 @@ mod tests {
         out
     }
 
-    fn blocked_by(domains: &HashSet<&str>, host: &str) -> bool {
+    /// The rules as the formats define them, written independently of `World::domain_blocked`.
+    fn blocked_by(domains: &HashMap<&str, Reach>, host: &str) -> bool {
         let labels: Vec<&str> = host.split('.').collect();
-        (0..labels.len()).any(|i| domains.contains(labels[i..].join(".").as_str()))
+        (0..labels.len()).any(|i| match domains.get(labels[i..].join(".").as_str()) {
+            Some(Reach::Suffix) => true,
+            Some(Reach::Exact) => i == 0,
+            Some(Reach::Below) => i > 0,
+            None => false,
+        })
     }
 
     #[test]
@@ -775,7 +845,12 @@ mod tests {
             let r = generate(&s);
             let t = truth(&s);
             let numbers: HashSet<&str> = r.numbers.iter().map(String::as_str).collect();
-            let domains: HashSet<&str> = r.domains.iter().map(String::as_str).collect();
+            let domains: HashMap<&str, Reach> = r
+                .domains
+                .iter()
+                .map(String::as_str)
+                .zip(r.domain_placements.iter().map(|p| p.reach))
+                .collect();
             let urls: HashSet<&str> = r.urls.iter().map(String::as_str).collect();
             let lower_keywords: Vec<String> =
                 r.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
@@ -796,10 +871,17 @@ mod tests {
                 );
                 assert!(x.len() > 8, "{x}");
             }
-            assert_eq!(p.domains.len(), TRUTH_SAMPLE);
-            assert!(p.domains.iter().all(|d| domains.contains(d.as_str())));
-            for (sub, d) in p.subdomains_of_blocked.iter().zip(&p.domains) {
-                assert!(sub.ends_with(&format!(".{d}")), "{sub} {d}");
+            // Every sampled name is a positive itself, below itself, or both, as its rule reaches.
+            let (named, below) = (p.domains.len(), p.subdomains_of_blocked.len());
+            assert!(named + below > TRUTH_SAMPLE && named < TRUTH_SAMPLE && below < TRUTH_SAMPLE);
+            for d in &p.domains {
+                assert!(domains[d.as_str()].covers_name(), "{d}");
+                assert!(blocked_by(&domains, d), "{d}");
+            }
+            for sub in &p.subdomains_of_blocked {
+                let (_, d) = sub.split_once('.').unwrap();
+                assert!(domains[d].covers_below(), "{sub}");
+                assert!(blocked_by(&domains, sub), "{sub}");
                 assert!(valid_domain(sub), "{sub}");
             }
             assert_eq!(p.urls.len(), TRUTH_SAMPLE);
@@ -830,7 +912,15 @@ mod tests {
             assert!(n
                 .domains
                 .iter()
-                .any(|d| d.starts_with("not") && domains.contains(&d[3..])));
+                .any(|d| d.starts_with("not") && domains.contains_key(&d[3..])));
+            // And the formats' boundaries: below a one-name rule, and the name of a `*.x` rule.
+            assert!(n.domains.iter().any(|d| d
+                .split_once('.')
+                .is_some_and(|(_, parent)| domains.get(parent) == Some(&Reach::Exact))));
+            assert!(n
+                .domains
+                .iter()
+                .any(|d| domains.get(d.as_str()) == Some(&Reach::Below)));
             assert!(n
                 .domains
                 .iter()

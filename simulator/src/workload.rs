@@ -9,8 +9,8 @@
 //! The schedule is open-loop: request `i` of a plane with rate `r` is due at `i / r` seconds
 //! after the start, whatever happens to the others ([`schedule`]).
 
-use crate::prng::{hash_bytes, Rng, Stream};
-use crate::rulegen::{draw_number, e164, in_negative_half, parity_key, pow10, Plan};
+use crate::prng::{Rng, Stream};
+use crate::rulegen::{draw_number, e164, in_negative_half, parity_key, pow10, Plan, Reach};
 use crate::scenario::Scenario;
 use crate::truth::{contains_keyword_seed, Needs, World};
 use serde::Serialize;
@@ -309,19 +309,9 @@ fn pools(sc: &Scenario) -> Result<Pools, String> {
         }
     }
 
-    // Look-alikes of listed names that are not under any listed name and hold no keyword.
-    let blocked = |name: &str| -> bool {
-        let mut rest = name;
-        loop {
-            if world.domain_set.contains(&hash_bytes(rest.as_bytes())) {
-                return true;
-            }
-            match rest.split_once('.') {
-                Some((_, r)) => rest = r,
-                None => return false,
-            }
-        }
-    };
+    // Look-alikes of listed names that no rule covers and that hold no keyword. Whether a rule
+    // covers a name follows the rule's format (a hosts line is one name, `*.x` only below x).
+    let blocked = |name: &str| world.domain_blocked(name);
     for (i, d) in pools.blocked_domains.iter().enumerate() {
         let (first, rest) = d.split_once('.').unwrap_or((d.as_str(), "com"));
         let cand = match i % 4 {
@@ -336,6 +326,18 @@ fn pools(sc: &Scenario) -> Result<Pools, String> {
         };
         let fits = cand.len() <= 253 && cand.split('.').all(|l| !l.is_empty() && l.len() <= 63);
         if fits && !blocked(&cand) && !contains_keyword_seed(&cand) {
+            pools.lookalikes.push(cand);
+        }
+    }
+    // The formats' own boundaries: a name below an exact-only rule (a hosts line, RPZ `x`,
+    // `=x`) and the listed name of a rule that covers only the names below it (`*.x`).
+    for (i, (d, reach)) in world.domain_sample.iter().enumerate() {
+        let cand = match reach {
+            Reach::Exact => format!("{}.{d}", if i % 2 == 0 { "www" } else { "m" }),
+            Reach::Below => d.clone(),
+            Reach::Suffix => continue,
+        };
+        if cand.len() <= 253 && !blocked(&cand) && !contains_keyword_seed(&cand) {
             pools.lookalikes.push(cand);
         }
     }
@@ -418,7 +420,8 @@ fn call(rng: &mut Rng, sc: &Scenario, p: &Pools) -> (String, String, Expected) {
 
 fn name(rng: &mut Rng, sc: &Scenario, p: &Pools) -> (String, Expected) {
     if chance(rng, sc.scam_share) && !p.blocked_domains.is_empty() {
-        let pool = if chance(rng, sc.domains.subdomain_share) {
+        let pool = if chance(rng, sc.domains.subdomain_share) && !p.blocked_subdomains.is_empty()
+        {
             &p.blocked_subdomains
         } else {
             &p.blocked_domains
@@ -653,11 +656,33 @@ mod tests {
             let Fact::Query { name, .. } = &r.fact else {
                 panic!("not a query")
             };
-            let covered = set
-                .domains
-                .iter()
-                .any(|d| name == d || name.ends_with(&format!(".{d}")));
+            // Each rule reaches what its format says: a hosts line or RPZ `x` one name,
+            // `*.x` only the names below x, a plain entry or `||x^` both.
+            let covered = set.domains.iter().zip(&set.domain_placements).any(|(d, p)| {
+                (p.reach.covers_name() && name == d)
+                    || (p.reach.covers_below() && name.ends_with(&format!(".{d}")))
+            });
             assert_eq!(covered, r.expected == Expected::Blocked, "{name}");
         }
+        // The formats' boundaries are in the traffic, expected to pass.
+        let reach = |n: &str| {
+            set.domains
+                .iter()
+                .position(|d| d == n)
+                .map(|i| set.domain_placements[i].reach)
+        };
+        let names: Vec<&str> = w
+            .dns
+            .iter()
+            .filter(|r| r.expected == Expected::Allowed)
+            .filter_map(|r| match &r.fact {
+                Fact::Query { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(names.iter().any(|n| reach(n) == Some(Reach::Below)));
+        assert!(names.iter().any(|n| n
+            .split_once('.')
+            .is_some_and(|(_, parent)| reach(parent) == Some(Reach::Exact))));
     }
 }
