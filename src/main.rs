@@ -334,7 +334,7 @@ enum SimCmd {
         /// Number prefixes (default 100).
         #[arg(long)]
         prefixes: Option<usize>,
-        /// Domains (default 10000).
+        /// Domains, spread over the .domains, .hosts, .adblock and .rpz files (default 10000).
         #[arg(long)]
         domains: Option<usize>,
         /// URL expressions (default 1000).

@@ -1737,7 +1737,10 @@ mod tests {
             let block = &toml[at..];
             let end = block.find("[[source]]").unwrap_or(block.len());
             match action {
-                Some(a) => assert!(block[..end].contains(&format!("action = \"{a}\"")), "{path}"),
+                Some(a) => assert!(
+                    block[..end].contains(&format!("action = \"{a}\"")),
+                    "{path}"
+                ),
                 None => assert!(!block[..end].contains("action"), "{path}"),
             }
         }

@@ -420,8 +420,7 @@ fn call(rng: &mut Rng, sc: &Scenario, p: &Pools) -> (String, String, Expected) {
 
 fn name(rng: &mut Rng, sc: &Scenario, p: &Pools) -> (String, Expected) {
     if chance(rng, sc.scam_share) && !p.blocked_domains.is_empty() {
-        let pool = if chance(rng, sc.domains.subdomain_share) && !p.blocked_subdomains.is_empty()
-        {
+        let pool = if chance(rng, sc.domains.subdomain_share) && !p.blocked_subdomains.is_empty() {
             &p.blocked_subdomains
         } else {
             &p.blocked_domains
@@ -658,10 +657,14 @@ mod tests {
             };
             // Each rule reaches what its format says: a hosts line or RPZ `x` one name,
             // `*.x` only the names below x, a plain entry or `||x^` both.
-            let covered = set.domains.iter().zip(&set.domain_placements).any(|(d, p)| {
-                (p.reach.covers_name() && name == d)
-                    || (p.reach.covers_below() && name.ends_with(&format!(".{d}")))
-            });
+            let covered = set
+                .domains
+                .iter()
+                .zip(&set.domain_placements)
+                .any(|(d, p)| {
+                    (p.reach.covers_name() && name == d)
+                        || (p.reach.covers_below() && name.ends_with(&format!(".{d}")))
+                });
             assert_eq!(covered, r.expected == Expected::Blocked, "{name}");
         }
         // The formats' boundaries are in the traffic, expected to pass.
