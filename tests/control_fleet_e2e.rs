@@ -16,26 +16,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{read, sample, scrape, serial, tail, tmpdir, Gateway, Procs};
+use common::{dragnet, ok, read, sample, scrape, serial, tail, tmpdir, Gateway, Procs};
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
-
-fn dragnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dragnet"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -70,11 +56,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> Result<(), String>) {
 }
 
 fn status(gw: &Gateway) -> serde_json::Value {
-    let (code, body) =
-        dragnet_gateway::admin::request(&gw.admin.to_string(), "GET", "/v1/status", None, &[], &[])
-            .unwrap();
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+    common::status(gw.admin)
 }
 
 fn runs(gw: &Gateway, version: u64) -> Result<(), String> {
@@ -104,37 +86,27 @@ fn check_call(gw: &Gateway, caller: &str) -> serde_json::Value {
 /// Starts `dragnet rules serve` and returns its QUIC address (read from its stdout).
 fn start_server(dir: &Path, pki: &Path, procs: &mut Procs) -> (SocketAddr, PathBuf) {
     let stderr = dir.join("server.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dragnet"))
-        .args([
-            "rules",
-            "serve",
-            "--dir",
-            p(&dir.join("store")),
-            "--listen",
-            "127.0.0.1:0",
-            "--cert",
-            p(&pki.join("server.pem")),
-            "--client-ca",
-            p(&pki.join("ca.pem")),
-            "--maintainer",
-            p(&pki.join("maintainer.pem")),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    procs.add(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (store, cert, ca, maintainer) = (
+        dir.join("store"),
+        pki.join("server.pem"),
+        pki.join("ca.pem"),
+        pki.join("maintainer.pem"),
+    );
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "rules".as_ref(),
+        "serve".as_ref(),
+        "--dir".as_ref(),
+        store.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--cert".as_ref(),
+        cert.as_os_str(),
+        "--client-ca".as_ref(),
+        ca.as_os_str(),
+        "--maintainer".as_ref(),
+        maintainer.as_os_str(),
+    ];
+    let (_, rx) = common::spawn_dragnet(&args, &stderr, procs);
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let left = end.saturating_duration_since(Instant::now());

@@ -10,25 +10,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
-use common::{read, serial, tmpdir, Procs};
+use common::{dragnet, ok, read, serial, status, tmpdir, Procs};
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn dragnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dragnet"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use std::process::Output;
 
 /// Compiles the example rule set as `version` and signs it.
 fn snapshot(dir: &Path, version: u64, key: &Path) -> PathBuf {
@@ -51,14 +38,6 @@ fn snapshot(dir: &Path, version: u64, key: &Path) -> PathBuf {
         key.to_str().unwrap(),
     ]));
     p
-}
-
-fn status(admin: SocketAddr) -> serde_json::Value {
-    let (code, body) =
-        dragnet_gateway::admin::request(&admin.to_string(), "GET", "/v1/status", None, &[], &[])
-            .unwrap();
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 fn push(snap: &Path, admin: SocketAddr, token: &Path, extra: &[&str]) -> Output {

@@ -295,13 +295,12 @@ impl Gateway {
         let mut control_status: Option<crate::admin::ControlStatus> = None;
         if let (true, Some(cm)) = (cfg.control.enabled, metrics.control.clone()) {
             let target: Arc<dyn crate::control::Target> = lifecycle.clone();
-            let handle = crate::control::client::spawn(cfg.control.clone(), target, cm.clone());
-            // Stopped with the other tasks: dropping the guard aborts the subscriber.
-            let guard = AbortOnDrop(handle);
-            tasks.spawn(async move {
-                let mut guard = guard;
-                let _ = (&mut guard.0).await;
-            });
+            // In the gateway's task set: stopped with the other tasks.
+            tasks.spawn(crate::control::client::subscribe(
+                cfg.control.clone(),
+                target,
+                cm.clone(),
+            ));
             let (server, name) = (cfg.control.server.clone(), cfg.control.display_name());
             control_status = Some(Arc::new(move || control_json(&server, &name, &cm)));
         }
@@ -399,15 +398,6 @@ impl Gateway {
     /// Swaps in an engine directly (tests, pushes).
     pub fn swap(&self, e: Engine) -> u32 {
         self.store.swap(e, unix_now())
-    }
-}
-
-/// Aborts a spawned task when dropped (a JoinHandle alone would detach it).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -98,25 +98,48 @@ pub struct Gateway {
     pub stderr: PathBuf,
 }
 
-/// Starts `dragnet run` on `toml` and reads its stdout until `ready` (20 s deadline); `plane`
-/// (`sip` or `dns`) names the listener lines whose UDP and TCP addresses are returned.
-pub fn start_gateway(dir: &Path, toml: &str, procs: &mut Procs, plane: &str) -> Gateway {
-    let cfg = dir.join("dragnet.toml");
-    std::fs::write(&cfg, toml).unwrap();
-    let stderr = dir.join("dragnet.stderr");
+/// Runs `dragnet ARGS` to completion (stdin closed).
+pub fn dragnet(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dragnet"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Its stdout, after asserting it succeeded.
+pub fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `GET /v1/status` of a gateway's admin listener, as JSON.
+pub fn status(admin: SocketAddr) -> serde_json::Value {
+    let (code, body) =
+        dragnet_gateway::admin::request(&admin.to_string(), "GET", "/v1/status", None, &[], &[])
+            .unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Starts `dragnet ARGS` in the background (killed with `procs`), stderr to the file `stderr`,
+/// and returns its stdout lines through a channel: a reader thread keeps draining stdout, so
+/// the caller can wait for a line with a deadline.
+pub fn spawn_dragnet(
+    args: &[&std::ffi::OsStr],
+    stderr: &Path,
+    procs: &mut Procs,
+) -> (u32, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dragnet"))
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(File::create(&stderr).unwrap())
+        .stderr(File::create(stderr).unwrap())
         .spawn()
         .unwrap();
     let pid = child.id();
     let out = child.stdout.take().unwrap();
     procs.add(child);
-    // A reader thread, so the wait for `ready` has a deadline; it keeps draining stdout after.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
@@ -126,6 +149,20 @@ pub fn start_gateway(dir: &Path, toml: &str, procs: &mut Procs, plane: &str) -> 
             }
         }
     });
+    (pid, rx)
+}
+
+/// Starts `dragnet run` on `toml` and reads its stdout until `ready` (20 s deadline); `plane`
+/// (`sip` or `dns`) names the listener lines whose UDP and TCP addresses are returned.
+pub fn start_gateway(dir: &Path, toml: &str, procs: &mut Procs, plane: &str) -> Gateway {
+    let cfg = dir.join("dragnet.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let stderr = dir.join("dragnet.stderr");
+    let (pid, rx) = spawn_dragnet(
+        &["run".as_ref(), "--config".as_ref(), cfg.as_os_str()],
+        &stderr,
+        procs,
+    );
     let end = Instant::now() + Duration::from_secs(20);
     let (mut udp, mut tcp, mut admin) = (None, None, None);
     let mut seen = Vec::new();

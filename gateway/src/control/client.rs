@@ -147,10 +147,12 @@ pub fn spawn(
     target: Arc<dyn Target>,
     metrics: ControlMetrics,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(cfg, target, metrics))
+    tokio::spawn(subscribe(cfg, target, metrics))
 }
 
-async fn run(cfg: ControlConfig, target: Arc<dyn Target>, metrics: ControlMetrics) {
+/// The subscription as a future (what [`spawn`] runs), for a caller that owns its tasks, e.g.
+/// in a `JoinSet` that stops them all on drop.
+pub async fn subscribe(cfg: ControlConfig, target: Arc<dyn Target>, metrics: ControlMetrics) {
     let name = cfg.display_name();
     let min = Duration::from_millis(cfg.backoff_min_ms.max(1));
     let max = Duration::from_millis(cfg.backoff_max_ms).max(min);
