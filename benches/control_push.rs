@@ -16,7 +16,7 @@ use dragnet_gateway::control::certs::{self, key_beside};
 use dragnet_gateway::control::client::{self, ControlMetrics, Maintainer};
 use dragnet_gateway::control::config::ControlConfig;
 use dragnet_gateway::control::server::{self, ServerConfig};
-use dragnet_gateway::control::Target;
+use dragnet_gateway::control::{Refusal, RefusalClass, Target};
 use dragnet_gateway::signing::{self, TrustedKey};
 use dragnet_rules::compile::{source_options, CompileConfig, Compiler};
 use dragnet_rules::formats::Format;
@@ -52,9 +52,10 @@ impl Target for BenchTarget {
         sha: [u8; 32],
         sig: String,
         _: Option<Vec<u8>>,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Refusal> {
         // As the gateway's lifecycle does: the subscriber's digest, not a second hash.
-        let v = signing::verify_hashed(&snap, sha, &sig, &self.keys).map_err(|e| e.to_string())?;
+        let v = signing::verify_hashed(&snap, sha, &sig, &self.keys)
+            .map_err(|e| Refusal::new(RefusalClass::Signature, e.to_string()))?;
         *self.state.lock().expect("state") = (v.version, Some(sha), Some(Arc::new(snap)));
         self.installed
             .lock()
@@ -89,6 +90,21 @@ fn image(n: usize, extra: usize, version: u64) -> Vec<u8> {
         .expect("source");
     let (t, _) = c.finish().expect("compile");
     write_snapshot(&t, version, 1).expect("write")
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat (Linux; 0 elsewhere):
+/// printed per phase, because on a small machine 100 in-process gateways share its cores and the
+/// p99 is then their summed work, not the network.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -128,6 +144,14 @@ async fn run(gateways: usize, numbers: usize) {
         t.elapsed(),
         full.len(),
         next.len()
+    );
+    // What the server does once per (base, target) before the first delta offer.
+    let t = Instant::now();
+    let d = dragnet_gateway::control::delta::make(&full, &next);
+    eprintln!(
+        "delta made once by the server: {} bytes in {:.1?}",
+        d.len(),
+        t.elapsed()
     );
     let l = certs::make_lab(&dir.join("pki"), gateways, &["localhost".into()]).expect("lab");
     let k = signing::keygen(&dir.join("ops")).expect("keygen");
@@ -181,8 +205,8 @@ async fn run(gateways: usize, numbers: usize) {
     .expect("maintainer");
 
     println!(
-        "{:<28} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9}",
-        "publish", "payload/gw", "sent total", "stored", "p50", "p99", "max"
+        "{:<28} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "publish", "payload/gw", "sent total", "stored", "p50", "p99", "max", "cpu s"
     );
     for (label, version, snap) in [
         (format!("full, {numbers} numbers"), 1, &full),
@@ -190,7 +214,7 @@ async fn run(gateways: usize, numbers: usize) {
     ] {
         let sig = signing::sign_bytes(snap, &sk).expect("sign").1;
         let sent_before = srv.metrics().bytes_sent.get();
-        let t0 = Instant::now();
+        let (t0, cpu0) = (Instant::now(), cpu_seconds());
         m.publish(snap, sig, None).await.expect("publish");
         // Upload to the server, stored and its offers started: the rest is distribution.
         let stored = t0.elapsed();
@@ -215,6 +239,7 @@ async fn run(gateways: usize, numbers: usize) {
             .filter(|(v, _)| *v == version)
             .map(|(_, at)| at.duration_since(t0))
             .collect();
+        let cpu = cpu_seconds() - cpu0;
         times.sort();
         let sent = srv.metrics().bytes_sent.get() - sent_before;
         let kinds: Vec<String> = srv
@@ -230,14 +255,15 @@ async fn run(gateways: usize, numbers: usize) {
             "mixed"
         };
         println!(
-            "{:<28} {:>12} {:>14} {:>9.1?} {:>9.1?} {:>9.1?} {:>9.1?}",
+            "{:<28} {:>12} {:>14} {:>9.1?} {:>9.1?} {:>9.1?} {:>9.1?} {:>7.2}",
             format!("{label} ({kind})"),
             sent / gateways as u64,
             sent,
             stored,
             percentile(&times, 0.50),
             percentile(&times, 0.99),
-            percentile(&times, 1.0)
+            percentile(&times, 1.0),
+            cpu
         );
     }
     for h in handles {

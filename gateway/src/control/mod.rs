@@ -84,15 +84,17 @@ pub trait Target: Send + Sync + 'static {
     /// Verify signature + checksum + anti-rollback (a valid rollback order lifts it), build,
     /// swap, persist as last-good. `sha256` is the SHA-256 of `snapshot`, computed by the
     /// subscriber over exactly these bytes (so it need not be computed again). Ok(version now
-    /// running) or Err(reason, for the nack).
+    /// running) or Err(the refusal: its class labels the metric, its reason goes in the nack).
     fn apply(
         &self,
         snapshot: Vec<u8>,
         sha256: [u8; 32],
         sig: String,
         rollback: Option<Vec<u8>>,
-    ) -> Result<u64, String>;
+    ) -> Result<u64, Refusal>;
 }
+
+pub use crate::snapshots::{Refusal, RefusalClass};
 
 /// Why a control-plane operation failed: which file, which peer, what the server said.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -33,7 +34,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, OnceCell};
 use tokio::task::JoinHandle;
 
-use super::proto::{read_frame, write_frame, Limits, Message, OfferKind, ProtoError};
+use super::proto::{
+    read_frame, write_frame, write_frame_shared, Limits, Message, OfferKind, ProtoError,
+};
 use super::{certs, delta, parse_hex_bytes, parse_sha, sha256, sha_hex, ControlError};
 use crate::unix_now;
 
@@ -205,7 +208,8 @@ impl ServerMetrics {
 struct Current {
     entry: HistoryEntry,
     sha: [u8; 32],
-    bytes: Arc<Vec<u8>>,
+    /// Shared with every offer in flight: quinn sends slices of it without copying.
+    bytes: Bytes,
     sig: String,
 }
 
@@ -326,7 +330,7 @@ impl Store {
     }
 }
 
-type DeltaCell = Arc<OnceCell<Option<Arc<Vec<u8>>>>>;
+type DeltaCell = Arc<OnceCell<Option<Bytes>>>;
 /// Deltas by (base SHA-256, target SHA-256).
 type DeltaCache = HashMap<([u8; 32], [u8; 32]), DeltaCell>;
 
@@ -384,7 +388,7 @@ pub async fn serve(cfg: ServerConfig) -> Result<RulesServer, ControlError> {
                 Some(Arc::new(Current {
                     entry: last.clone(),
                     sha,
-                    bytes: Arc::new(bytes),
+                    bytes: Bytes::from(bytes),
                     sig,
                 }))
             }
@@ -690,7 +694,7 @@ async fn publish(
         rollback_order: rollback,
     };
     let _serial = shared.publish_lock.lock().await;
-    let bytes = Arc::new(bytes);
+    let bytes = Bytes::from(bytes);
     {
         let store = shared.store.clone();
         let (b, s, e) = (bytes.clone(), sig.clone(), entry.clone());
@@ -726,11 +730,7 @@ async fn publish(
 
 /// The payload of an offer of `cur` to a gateway running `base`: a cached delta when the server
 /// holds the base and the delta is smaller, else the snapshot.
-async fn choose(
-    shared: &Arc<Shared>,
-    base: Option<[u8; 32]>,
-    cur: &Current,
-) -> (OfferKind, Arc<Vec<u8>>) {
+async fn choose(shared: &Arc<Shared>, base: Option<[u8; 32]>, cur: &Current) -> (OfferKind, Bytes) {
     let full = (OfferKind::Full, cur.bytes.clone());
     let Some(base) = base.filter(|b| *b != cur.sha) else {
         return full;
@@ -743,13 +743,14 @@ async fn choose(
         d.entry((base, cur.sha)).or_default().clone()
     };
     let store = shared.store.clone();
-    let target = cur.bytes.clone();
+    let (target, target_sha) = (cur.bytes.clone(), cur.sha);
     let made = cell
         .get_or_init(|| async move {
             tokio::task::spawn_blocking(move || {
                 let b = lock(&store).read_bytes(&base)?;
-                let d = delta::make(&b, &target);
-                (d.len() < target.len()).then(|| Arc::new(d))
+                // Both digests are known: `read_bytes` checked the base's against its name.
+                let d = delta::make_hashed(&b, base, &target, target_sha);
+                (d.len() < target.len()).then(|| Bytes::from(d))
             })
             .await
             .ok()
@@ -801,7 +802,7 @@ async fn offer(
             sig: cur.sig.clone(),
             rollback: cur.entry.rollback_order.clone(),
         };
-        write_frame(send, &msg, &payload, SEND_TIMEOUT).await?;
+        write_frame_shared(send, &msg, payload.clone(), SEND_TIMEOUT).await?;
         let n = payload.len() as u64;
         shared.metrics.offer(kind).inc();
         shared.metrics.bytes_sent.inc_by(n);
