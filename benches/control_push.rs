@@ -6,8 +6,10 @@
 //! does) but does not build an engine, so the figures are distribution, not compilation. Two
 //! publishes: a full 10⁶-number snapshot to gateways that run nothing, then the same set plus
 //! 1 000 numbers, offered as a delta against the first. Printed per phase: the time from the
-//! publish request to each gateway's installation (p50, p99, max over the 100) and the payload
-//! bytes the server sent. `DRAGNET_BENCH_GATEWAYS` changes the fleet size.
+//! publish request to each gateway's installation (p50, p99, max over the 100), the payload
+//! bytes the server sent and the CPU seconds the process used (server and every subscriber
+//! share this machine's cores, so on a small machine the p99 is their summed work).
+//! `DRAGNET_BENCH_GATEWAYS` changes the fleet size.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
