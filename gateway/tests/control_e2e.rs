@@ -364,6 +364,11 @@ async fn only_maintainers_publish_and_foreign_certificates_are_refused() {
     let v2 = snapshot(2);
     let e = gw.publish(&v2, sign(&v2, &sk), None).await.unwrap_err();
     assert!(e.to_string().contains("not a maintainer"), "{e}");
+    // A payload larger than the stream's flow-control window: refused at its prefix (the server
+    // stops the stream), answered with the same reason, not left hanging on credit.
+    let big = vec![0u8; 20 * 1024 * 1024];
+    let e = gw.publish(&big, sign(&v2, &sk), None).await.unwrap_err();
+    assert!(e.to_string().contains("not a maintainer"), "{e}");
     let e = gw.fleet().await.unwrap_err();
     assert!(matches!(e, ControlError::Refused(_)), "{e}");
     assert!(srv.history().is_empty());

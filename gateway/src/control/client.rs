@@ -435,12 +435,19 @@ impl Maintainer {
             .open_bi()
             .await
             .map_err(|e| connect_err(&self.server, e))?;
-        write_frame(&mut send, msg, payload, SEND_TIMEOUT).await?;
-        let _ = send.finish();
         let limits = Limits {
             frame_timeout: ANSWER_TIMEOUT,
             ..Limits::default()
         };
+        if let Err(e) = write_frame(&mut send, msg, payload, SEND_TIMEOUT).await {
+            // The server may have refused the request before reading all of it (it stops the
+            // stream): its answer says why, which is worth more than "stream stopped".
+            return match read_frame(&mut recv, &limits, Some(ANSWER_TIMEOUT)).await {
+                Ok((Message::Error { message }, _)) => Err(ControlError::Refused(message)),
+                _ => Err(e.into()),
+            };
+        }
+        let _ = send.finish();
         let (m, p) = read_frame(&mut recv, &limits, Some(ANSWER_TIMEOUT))
             .await
             .map_err(|e| match e {

@@ -590,22 +590,40 @@ async fn reply_error(send: &mut SendStream, message: String) {
 }
 
 async fn stream(shared: Arc<Shared>, peer: Peer, mut send: SendStream, mut recv: RecvStream) {
-    let first = read_frame(&mut recv, &shared.limits, Some(FIRST_MESSAGE_TIMEOUT)).await;
+    let not_maintainer = || {
+        format!(
+            "certificate {} is not a maintainer's (pinned with --maintainer): gateways may only subscribe",
+            sha_hex(&peer.fp)
+        )
+    };
+    // Only a maintainer's first frame carries a payload (a publish): from any other certificate
+    // a payload is refused at its prefix, before a byte of it is read or reserved.
+    let limits = if peer.maintainer {
+        shared.limits
+    } else {
+        Limits {
+            max_payload: 0,
+            ..shared.limits
+        }
+    };
+    let first = read_frame(&mut recv, &limits, Some(FIRST_MESSAGE_TIMEOUT)).await;
     let (msg, payload) = match first {
         Ok(m) => m,
         Err(ProtoError::Closed) => return,
+        Err(ProtoError::PayloadTooLarge { .. }) if !peer.maintainer => {
+            tracing::info!(remote = %peer.conn.remote_address(), "rules server: a non-maintainer sent a payload");
+            reply_error(&mut send, not_maintainer()).await;
+            // STOP_SENDING (RFC 9000 §19.5; dropping the stream would send it too, said here
+            // on purpose): the sender's writes fail now instead of waiting for credit.
+            let _ = recv.stop(quinn::VarInt::from_u32(0));
+            return;
+        }
         Err(e) => {
             shared.metrics.protocol_errors.inc();
             tracing::info!(remote = %peer.conn.remote_address(), error = %e, "rules server: bad first message");
             reply_error(&mut send, e.to_string()).await;
             return;
         }
-    };
-    let not_maintainer = || {
-        format!(
-            "certificate {} is not a maintainer's (pinned with --maintainer): gateways may only subscribe",
-            sha_hex(&peer.fp)
-        )
     };
     match msg {
         Message::Hello {
