@@ -408,12 +408,21 @@ impl Lifecycle {
     }
 
     /// The running snapshot's bytes, read back from the last-good pair when it is the running one
-    /// (nothing is kept in memory for this).
+    /// (nothing is kept in memory for this). The pair is named by its SHA-256, so the name says
+    /// whether it is the running one without hashing 20 MB; bytes damaged on disk since cost
+    /// only a refused delta (its result's hash is checked) and a full download.
     pub fn running_bytes(&self) -> Option<Arc<Vec<u8>>> {
         let want = self.store.provenance().sha256?;
         let (p, _) = last_good_paths(self.state_dir.as_deref()?)?;
-        let bytes = std::fs::read(p).ok()?;
-        (sha256(&bytes) == want).then(|| Arc::new(bytes))
+        let named = p
+            .file_name()?
+            .to_str()?
+            .strip_prefix("snap-")?
+            .strip_suffix(".snap")?;
+        if named != hex(&want) {
+            return None;
+        }
+        std::fs::read(p).ok().map(Arc::new)
     }
 
     /// Reloads the configured snapshot file (SIGHUP, `POST /v1/reload`).
@@ -813,6 +822,46 @@ mod tests {
         let sha = sha256(&b);
         assert_eq!(Target::apply(&l, b, sha, s, None), Ok(9));
         let _ = std::fs::remove_dir_all(&other.dir);
+        let _ = std::fs::remove_dir_all(&f.dir);
+    }
+
+    /// The delta base comes from the last-good pair by name, unhashed: damage on disk since the
+    /// install is caught by the delta's result hash, so it costs a full download, never a wrong
+    /// install.
+    #[test]
+    fn a_damaged_delta_base_fails_the_result_hash() {
+        let f = Fixture::new("base");
+        let l = f.lifecycle(1);
+        let (good, sig) = f.snap(2);
+        let a = Arrival {
+            bytes: good.clone(),
+            sig: Some(sig),
+            rollback: None,
+            origin: "push",
+        };
+        l.apply(a).unwrap();
+        let (_, running) = l.running();
+        let running = running.unwrap();
+        assert_eq!(*l.running_bytes().unwrap(), good);
+        let (next, _) = f.snap(3);
+        let d = crate::control::delta::make(&good, &next);
+        // Damage the stored pair in place (same name).
+        let (p, _) = last_good_paths(&f.dir.join("state")).unwrap();
+        let mut b = std::fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x40;
+        std::fs::write(&p, &b).unwrap();
+        let base = l.running_bytes().unwrap();
+        let e = crate::control::delta::apply_to_known_base(&base, running, &d).unwrap_err();
+        assert!(e.to_string().contains("SHA-256"), "{e}");
+        // A pair that is not the running one is not offered as a base at all.
+        l.apply(f.push(4)).unwrap();
+        std::fs::write(
+            f.dir.join("state").join(POINTER),
+            format!("snap-{}.snap\n", hex(&running)),
+        )
+        .unwrap();
+        assert!(l.running_bytes().is_none());
         let _ = std::fs::remove_dir_all(&f.dir);
     }
 
