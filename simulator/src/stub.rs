@@ -85,11 +85,27 @@ pub async fn start_uas(
     Ok((local, task))
 }
 
+/// A UDP socket and a TCP listener on the same port. With port 0 the kernel picks the UDP port,
+/// which another process may already hold for TCP (an ephemeral port of some connection): then
+/// another UDP port is tried, up to 64 times. A port that was asked for is bound once.
+async fn bind_udp_and_tcp(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener, SocketAddr)> {
+    let tries = if addr.port() == 0 { 64 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let sock = UdpSocket::bind(addr).await?;
+        let local = sock.local_addr()?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((sock, tcp, local)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
+}
+
 /// Starts the DNS upstream on `addr`, UDP and TCP on the same port.
 pub async fn start_dns(addr: SocketAddr) -> io::Result<(SocketAddr, JoinHandle<()>)> {
-    let sock = UdpSocket::bind(addr).await?;
-    let local = sock.local_addr()?;
-    let tcp = TcpListener::bind(local).await?;
+    let (sock, tcp, local) = bind_udp_and_tcp(addr).await?;
     let task = tokio::spawn(async move {
         tokio::spawn(async move {
             loop {
@@ -222,6 +238,23 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::sip::Invite;
+
+    /// UDP and TCP on one port: with port 0 a port free for both is found; a port asked for
+    /// whose TCP side is taken is an error, not a silent move to another port.
+    #[tokio::test]
+    async fn dns_binds_udp_and_tcp_on_one_port() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (udp, tcp, local) = bind_udp_and_tcp(any).await.unwrap();
+        assert_eq!(udp.local_addr().unwrap(), local);
+        assert_eq!(tcp.local_addr().unwrap(), local);
+        let taken = std::net::TcpListener::bind(any).unwrap();
+        let port = taken.local_addr().unwrap();
+        // The UDP side of that port is normally free; when it is not, there is nothing to test.
+        if std::net::UdpSocket::bind(port).is_ok() {
+            let e = bind_udp_and_tcp(port).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        }
+    }
 
     #[test]
     fn the_uas_answers_invite_with_a_tag_and_reflects_tag_headers() {
