@@ -18,7 +18,7 @@ use dragnet_gateway::control::certs::{self, key_beside};
 use dragnet_gateway::control::client::{self, ControlMetrics, Maintainer};
 use dragnet_gateway::control::config::ControlConfig;
 use dragnet_gateway::control::server::{self, ServerConfig};
-use dragnet_gateway::control::{Refusal, RefusalClass, Target};
+use dragnet_gateway::control::{Refusal, Target};
 use dragnet_gateway::signing::{self, TrustedKey};
 use dragnet_rules::compile::{source_options, CompileConfig, Compiler};
 use dragnet_rules::formats::Format;
@@ -56,8 +56,7 @@ impl Target for BenchTarget {
         _: Option<Vec<u8>>,
     ) -> Result<u64, Refusal> {
         // As the gateway's lifecycle does: the subscriber's digest, not a second hash.
-        let v = signing::verify_hashed(&snap, sha, &sig, &self.keys)
-            .map_err(|e| Refusal::new(RefusalClass::Signature, e.to_string()))?;
+        let v = signing::verify_hashed(&snap, sha, &sig, &self.keys).map_err(Refusal::from)?;
         *self.state.lock().expect("state") = (v.version, Some(sha), Some(Arc::new(snap)));
         self.installed
             .lock()

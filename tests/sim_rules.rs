@@ -18,7 +18,6 @@ use dragnet_simulator::workload::{self, Fact};
 use dragnet_simulator::{
     generate, truth, write_dir, DomainFormat, Expected, GenSpec, Reach, Scenario, MANIFEST_FILE,
 };
-use std::collections::HashMap;
 use std::path::Path;
 
 /// gen-rules into `dir`, compile its manifest, load the snapshot.
@@ -39,17 +38,6 @@ fn source_of(f: DomainFormat) -> &'static str {
         DomainFormat::Adblock => "synthetic-adblock",
         DomainFormat::Rpz => "synthetic-rpz",
     }
-}
-
-/// What the formats define, written in this test: does some listed name's rule reach `host`?
-fn covered(listed: &HashMap<&str, Reach>, host: &str) -> bool {
-    let labels: Vec<&str> = host.split('.').collect();
-    (0..labels.len()).any(|i| match listed.get(labels[i..].join(".").as_str()) {
-        Some(Reach::Suffix) => true,
-        Some(Reach::Exact) => i == 0,
-        Some(Reach::Below) => i > 0,
-        None => false,
-    })
 }
 
 fn blocked(e: &Engine, name: &str) -> bool {
@@ -105,17 +93,12 @@ fn every_domain_format_compiles_and_the_truth_agrees_with_the_engine() {
         // Each listed name, a name below it, and a name beside it, against the formats' reach;
         // and the rule that decides a listed name comes from that name's own file, with the kind
         // its format gives.
-        let listed: HashMap<&str, Reach> = set
-            .domains
-            .iter()
-            .map(String::as_str)
-            .zip(set.domain_placements.iter().map(|p| p.reach))
-            .collect();
+        let listed = set.domain_reach();
         for (d, p) in set.domains.iter().zip(&set.domain_placements) {
             for name in [d.clone(), format!("www.{d}"), format!("not{d}")] {
                 assert_eq!(
                     blocked(&engine, &name),
-                    covered(&listed, &name),
+                    listed.covers(&name),
                     "{name} ({p:?})"
                 );
             }

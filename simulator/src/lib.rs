@@ -108,8 +108,8 @@ impl std::error::Error for SimError {
 }
 
 pub use rulegen::{
-    generate, manifest, write_dir, DomainFormat, GenSpec, Placement, Reach, RuleSet, Summary,
-    WrittenFile, ADBLOCK_FILE, CATEGORIES_12381, DOMAINS_FILE, HOSTS_FILE, KEYWORDS_FILE,
+    generate, manifest, write_dir, DomainFormat, DomainReach, GenSpec, Placement, Reach, RuleSet,
+    Summary, WrittenFile, ADBLOCK_FILE, CATEGORIES_12381, DOMAINS_FILE, HOSTS_FILE, KEYWORDS_FILE,
     MANIFEST_FILE, NUMBERS_CSV_HEADER, NUMBERS_FILE, RPZ_FILE, TRUTH_FILE, URLS_FILE,
 };
 pub use truth::{

@@ -76,6 +76,41 @@ pub struct RuleSet {
     pub keywords: Vec<String>,
 }
 
+/// A reference reading of a rule set's domain lists: each listed name with its reach.
+/// Deliberately the plainest possible code (string joins, a map lookup per label), kept apart
+/// from the ground truth's hashed sets and from the engine, so tests can check both against it.
+#[derive(Debug)]
+pub struct DomainReach<'a>(std::collections::HashMap<&'a str, Reach>);
+
+impl RuleSet {
+    /// The listed domains with what each rule covers, for [`DomainReach::covers`].
+    pub fn domain_reach(&self) -> DomainReach<'_> {
+        DomainReach(
+            self.domains
+                .iter()
+                .map(String::as_str)
+                .zip(self.domain_placements.iter().map(|p| p.reach))
+                .collect(),
+        )
+    }
+}
+
+impl DomainReach<'_> {
+    /// The reach of `name`'s own rule, when `name` is listed.
+    pub fn reach(&self, name: &str) -> Option<Reach> {
+        self.0.get(name).copied()
+    }
+    /// Does some listed name's rule reach `host`, as the formats define it?
+    pub fn covers(&self, host: &str) -> bool {
+        let labels: Vec<&str> = host.split('.').collect();
+        (0..labels.len()).any(|i| match self.0.get(labels[i..].join(".").as_str()) {
+            Some(r) if i == 0 => r.covers_name(),
+            Some(r) => r.covers_below(),
+            None => false,
+        })
+    }
+}
+
 /// One file that [`write_dir`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrittenFile {

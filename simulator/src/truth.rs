@@ -777,7 +777,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::rulegen::generate;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashSet;
 
     fn spec(seed: u64) -> GenSpec {
         GenSpec {
@@ -827,17 +827,6 @@ mod tests {
         out
     }
 
-    /// The rules as the formats define them, written independently of `World::domain_blocked`.
-    fn blocked_by(domains: &HashMap<&str, Reach>, host: &str) -> bool {
-        let labels: Vec<&str> = host.split('.').collect();
-        (0..labels.len()).any(|i| match domains.get(labels[i..].join(".").as_str()) {
-            Some(Reach::Suffix) => true,
-            Some(Reach::Exact) => i == 0,
-            Some(Reach::Below) => i > 0,
-            None => false,
-        })
-    }
-
     #[test]
     fn positives_match_and_negatives_do_not() {
         for seed in [1, 99] {
@@ -845,12 +834,8 @@ mod tests {
             let r = generate(&s);
             let t = truth(&s);
             let numbers: HashSet<&str> = r.numbers.iter().map(String::as_str).collect();
-            let domains: HashMap<&str, Reach> = r
-                .domains
-                .iter()
-                .map(String::as_str)
-                .zip(r.domain_placements.iter().map(|p| p.reach))
-                .collect();
+            // The rules as the formats define them, independent of `World::domain_blocked`.
+            let domains = r.domain_reach();
             let urls: HashSet<&str> = r.urls.iter().map(String::as_str).collect();
             let lower_keywords: Vec<String> =
                 r.keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
@@ -875,13 +860,13 @@ mod tests {
             let (named, below) = (p.domains.len(), p.subdomains_of_blocked.len());
             assert!(named + below > TRUTH_SAMPLE && named < TRUTH_SAMPLE && below < TRUTH_SAMPLE);
             for d in &p.domains {
-                assert!(domains[d.as_str()].covers_name(), "{d}");
-                assert!(blocked_by(&domains, d), "{d}");
+                assert!(domains.reach(d).is_some_and(Reach::covers_name), "{d}");
+                assert!(domains.covers(d), "{d}");
             }
             for sub in &p.subdomains_of_blocked {
                 let (_, d) = sub.split_once('.').unwrap();
-                assert!(domains[d].covers_below(), "{sub}");
-                assert!(blocked_by(&domains, sub), "{sub}");
+                assert!(domains.reach(d).is_some_and(Reach::covers_below), "{sub}");
+                assert!(domains.covers(sub), "{sub}");
                 assert!(valid_domain(sub), "{sub}");
             }
             assert_eq!(p.urls.len(), TRUTH_SAMPLE);
@@ -906,21 +891,21 @@ mod tests {
             assert_eq!(n.domains.len(), TRUTH_SAMPLE);
             for d in &n.domains {
                 assert!(valid_domain(d), "{d}");
-                assert!(!blocked_by(&domains, d), "{d} is blocked");
+                assert!(!domains.covers(d), "{d} is blocked");
             }
             // The look-alike forms of the brief are there.
             assert!(n
                 .domains
                 .iter()
-                .any(|d| d.starts_with("not") && domains.contains_key(&d[3..])));
+                .any(|d| d.starts_with("not") && domains.reach(&d[3..]).is_some()));
             // And the formats' boundaries: below a one-name rule, and the name of a `*.x` rule.
             assert!(n.domains.iter().any(|d| d
                 .split_once('.')
-                .is_some_and(|(_, parent)| domains.get(parent) == Some(&Reach::Exact))));
+                .is_some_and(|(_, parent)| domains.reach(parent) == Some(Reach::Exact))));
             assert!(n
                 .domains
                 .iter()
-                .any(|d| domains.get(d.as_str()) == Some(&Reach::Below)));
+                .any(|d| domains.reach(d) == Some(Reach::Below)));
             assert!(n
                 .domains
                 .iter()
@@ -932,7 +917,7 @@ mod tests {
                     "{u} matches a URL rule"
                 );
                 let host = u.split("://").nth(1).unwrap().split('/').next().unwrap();
-                assert!(!blocked_by(&domains, host), "{u} is on a blocked host");
+                assert!(!domains.covers(host), "{u} is on a blocked host");
                 assert!(!has_keyword(u), "{u} holds a keyword");
             }
             // Boundary cases are there: a prefix rule's path without its slash, and a sibling.

@@ -426,12 +426,20 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     timeout: Duration,
 ) -> Result<(), ProtoError> {
     let head = encode_head(msg, payload.len() as u64)?;
-    let fut = async {
+    sending(timeout, async {
         w.write_all(&head).await?;
         w.write_all(payload).await?;
         w.flush().await
-    };
-    tokio::time::timeout(timeout, fut)
+    })
+    .await
+}
+
+/// A frame's writes, bounded by `timeout`, their errors as [`ProtoError`].
+async fn sending(
+    timeout: Duration,
+    writes: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<(), ProtoError> {
+    tokio::time::timeout(timeout, writes)
         .await
         .map_err(|_| ProtoError::Timeout {
             what: "sending a frame",
@@ -451,20 +459,14 @@ pub async fn write_frame_shared(
     timeout: Duration,
 ) -> Result<(), ProtoError> {
     let head = encode_head(msg, payload.len() as u64)?;
-    let fut = async {
+    sending(timeout, async {
         w.write_all(&head).await?;
         if !payload.is_empty() {
             w.write_chunk(payload).await.map_err(std::io::Error::from)?;
         }
-        std::io::Result::Ok(())
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| ProtoError::Timeout {
-            what: "sending a frame",
-            after: timeout,
-        })?
-        .map_err(|e| io(&e))
+        Ok(())
+    })
+    .await
 }
 
 #[cfg(test)]
